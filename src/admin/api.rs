@@ -1,0 +1,447 @@
+//! The admin API handlers (JSON over HTTP), as INTERFACES.md lists them.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::{ConnectInfo, FromRequest, Path, Query, Request, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+
+use super::AdminState;
+use super::error::ApiError;
+use crate::store::Event;
+use crate::time::{self, format_rfc3339};
+use crate::token::{RawSpec, TokenId, TokenRecord, TokenSpec, TokenStatus};
+
+const DEFAULT_PAGE: usize = 100;
+const MAX_PAGE: usize = 1000;
+/// The most ids one bulk call may name.
+const MAX_BULK: usize = 100_000;
+const MAX_REASON: usize = 512;
+
+// ---- views: what the API shows ----
+
+#[derive(Serialize)]
+pub struct RecordView {
+    id: String,
+    name: String,
+    description: String,
+    hint: String,
+    permissions: Vec<String>,
+    status: &'static str,
+    created_at: String,
+    expires_at: Option<String>,
+    revoked_at: Option<String>,
+    revoke_reason: Option<String>,
+    last_used_at: Option<String>,
+}
+
+impl RecordView {
+    fn new(r: &TokenRecord, now: time::UnixSeconds) -> Self {
+        RecordView {
+            id: r.id.to_string(),
+            name: r.name.clone(),
+            description: r.description.clone(),
+            hint: r.hint.clone(),
+            permissions: r.permissions.to_strings(),
+            status: r.status(now).as_str(),
+            created_at: format_rfc3339(r.created_at),
+            expires_at: r.expires_at.map(format_rfc3339),
+            revoked_at: r.revoked_at.map(format_rfc3339),
+            revoke_reason: r.revoke_reason.clone(),
+            last_used_at: r.last_used_at.map(format_rfc3339),
+        }
+    }
+}
+
+#[derive(Serialize)]
+struct EventView {
+    seq: u64,
+    at: String,
+    action: &'static str,
+    token_id: String,
+    token_name: String,
+    actor: String,
+    reason: Option<String>,
+}
+
+impl From<&Event> for EventView {
+    fn from(e: &Event) -> Self {
+        EventView {
+            seq: e.seq,
+            at: format_rfc3339(e.at),
+            action: e.action.as_str(),
+            token_id: e.token_id.to_string(),
+            token_name: e.token_name.clone(),
+            actor: e.actor.clone(),
+            reason: e.reason.clone(),
+        }
+    }
+}
+
+// ---- request bodies ----
+
+/// A JSON body whose refusals are answered in the API's own error shape. An empty body reads as
+/// `{}`, so that `POST …/revoke` needs no body at all.
+pub struct JsonBody<T>(T);
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonBody<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
+        let bytes = Bytes::from_request(req, state)
+            .await
+            .map_err(|rejection| ApiError::Body(rejection.status(), rejection.body_text()))?;
+        let text: &[u8] = if bytes.iter().all(u8::is_ascii_whitespace) {
+            b"{}"
+        } else {
+            &bytes
+        };
+        serde_json::from_slice(text)
+            .map(JsonBody)
+            .map_err(|e| ApiError::BadRequest(format!("invalid JSON body: {e}")))
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreateBody {
+    name: Option<String>,
+    description: Option<String>,
+    preset: Option<String>,
+    permissions: Option<Vec<String>>,
+    expires_at: Option<String>,
+    expires_in: Option<String>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct RevokeBody {
+    reason: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BulkBody {
+    ids: Option<Vec<String>>,
+    reason: Option<String>,
+}
+
+#[derive(Deserialize)]
+pub struct ListQuery {
+    status: Option<String>,
+    limit: Option<String>,
+    after: Option<String>,
+}
+
+#[derive(Deserialize)]
+pub struct AuditQuery {
+    limit: Option<String>,
+    before: Option<String>,
+}
+
+// ---- handlers ----
+
+/// Runs blocking store work off the async threads.
+async fn blocking<T: Send + 'static>(
+    work: impl FnOnce() -> Result<T, ApiError> + Send + 'static,
+) -> Result<T, ApiError> {
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(|_| ApiError::Unavailable)?
+}
+
+fn actor(remote: SocketAddr) -> String {
+    format!("admin@{}", remote.ip())
+}
+
+pub async fn create(
+    State(state): State<Arc<AdminState>>,
+    ConnectInfo(remote): ConnectInfo<SocketAddr>,
+    JsonBody(body): JsonBody<CreateBody>,
+) -> Result<Response, ApiError> {
+    let now = time::now();
+    let spec = TokenSpec::validate(
+        RawSpec {
+            name: body
+                .name
+                .ok_or_else(|| ApiError::BadRequest("name: is required".into()))?,
+            description: body.description,
+            preset: body.preset,
+            permissions: body.permissions,
+            expires_at: body.expires_at,
+            expires_in: body.expires_in,
+        },
+        now,
+    )?;
+    let registry = state.registry.clone();
+    let actor = actor(remote);
+    let (record, secret) = blocking(move || Ok(registry.create(spec, &actor)?)).await?;
+    tracing::info!(token_id = %record.id, name = %record.name, "token created");
+    #[derive(Serialize)]
+    struct Created {
+        #[serde(flatten)]
+        record: RecordView,
+        token: String,
+    }
+    let created = Created {
+        record: RecordView::new(&record, now),
+        token: secret.expose().to_owned(),
+    };
+    Ok((StatusCode::CREATED, Json(created)).into_response())
+}
+
+pub async fn list(
+    State(state): State<Arc<AdminState>>,
+    Query(query): Query<ListQuery>,
+) -> Result<Response, ApiError> {
+    let status = match query.status.as_deref() {
+        None | Some("") => None,
+        Some(s) => Some(TokenStatus::parse(s).ok_or_else(|| {
+            ApiError::BadRequest(format!("status: {s:?} is not active, revoked or expired"))
+        })?),
+    };
+    let limit = parse_limit(query.limit.as_deref())?;
+    let after = match query.after.as_deref() {
+        None | Some("") => None,
+        Some(a) => Some(
+            TokenId::parse(a)
+                .ok_or_else(|| ApiError::BadRequest(format!("after: {a:?} is not a token id")))?,
+        ),
+    };
+    let registry = state.registry.clone();
+    let page = blocking(move || Ok(registry.list(status, limit, after.as_ref())?)).await?;
+    let now = time::now();
+    #[derive(Serialize)]
+    struct Listing {
+        tokens: Vec<RecordView>,
+        next: Option<String>,
+    }
+    Ok(Json(Listing {
+        tokens: page
+            .tokens
+            .iter()
+            .map(|r| RecordView::new(r, now))
+            .collect(),
+        next: page.next.map(|id| id.to_string()),
+    })
+    .into_response())
+}
+
+pub async fn show(
+    State(state): State<Arc<AdminState>>,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let id = TokenId::parse(&id).ok_or(ApiError::NotFound("token"))?;
+    let registry = state.registry.clone();
+    let record = blocking(move || Ok(registry.get(&id)?))
+        .await?
+        .ok_or(ApiError::NotFound("token"))?;
+    Ok(Json(RecordView::new(&record, time::now())).into_response())
+}
+
+pub async fn revoke_one(
+    State(state): State<Arc<AdminState>>,
+    ConnectInfo(remote): ConnectInfo<SocketAddr>,
+    Path(id): Path<String>,
+    JsonBody(body): JsonBody<RevokeBody>,
+) -> Result<Response, ApiError> {
+    let id = TokenId::parse(&id).ok_or(ApiError::NotFound("token"))?;
+    let reason = validate_reason(body.reason)?;
+    let registry = state.registry.clone();
+    let actor = actor(remote);
+    let outcome = blocking(move || Ok(registry.revoke(&[id], reason.as_deref(), &actor)?)).await?;
+    state.metrics.revoked(outcome.revoked.len());
+    let record = outcome
+        .revoked
+        .first()
+        .or(outcome.already_revoked.first())
+        .ok_or(ApiError::NotFound("token"))?;
+    if !outcome.revoked.is_empty() {
+        tracing::info!(token_id = %record.id, name = %record.name, "token revoked");
+    }
+    Ok(Json(RecordView::new(record, time::now())).into_response())
+}
+
+pub async fn revoke_many(
+    State(state): State<Arc<AdminState>>,
+    ConnectInfo(remote): ConnectInfo<SocketAddr>,
+    JsonBody(body): JsonBody<BulkBody>,
+) -> Result<Response, ApiError> {
+    let (ids, invalid) = parse_ids(body.ids)?;
+    let reason = validate_reason(body.reason)?;
+    let registry = state.registry.clone();
+    let actor = actor(remote);
+    let outcome = blocking(move || Ok(registry.revoke(&ids, reason.as_deref(), &actor)?)).await?;
+    state.metrics.revoked(outcome.revoked.len());
+    tracing::info!(
+        revoked = outcome.revoked.len(),
+        already_revoked = outcome.already_revoked.len(),
+        not_found = outcome.not_found.len() + invalid.len(),
+        "bulk revoke"
+    );
+    #[derive(Serialize)]
+    struct Revoked {
+        revoked: Vec<String>,
+        already_revoked: Vec<String>,
+        not_found: Vec<String>,
+    }
+    Ok(Json(Revoked {
+        revoked: ids_of(&outcome.revoked),
+        already_revoked: ids_of(&outcome.already_revoked),
+        not_found: outcome
+            .not_found
+            .iter()
+            .map(|id| id.to_string())
+            .chain(invalid)
+            .collect(),
+    })
+    .into_response())
+}
+
+pub async fn delete_one(
+    State(state): State<Arc<AdminState>>,
+    ConnectInfo(remote): ConnectInfo<SocketAddr>,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let id = TokenId::parse(&id).ok_or(ApiError::NotFound("token"))?;
+    let registry = state.registry.clone();
+    let actor = actor(remote);
+    let outcome = blocking(move || Ok(registry.delete(&[id], &actor)?)).await?;
+    state.metrics.deleted(outcome.deleted.len());
+    let record = outcome.deleted.first().ok_or(ApiError::NotFound("token"))?;
+    tracing::info!(token_id = %record.id, name = %record.name, "token deleted");
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+pub async fn delete_many(
+    State(state): State<Arc<AdminState>>,
+    ConnectInfo(remote): ConnectInfo<SocketAddr>,
+    JsonBody(body): JsonBody<BulkBody>,
+) -> Result<Response, ApiError> {
+    if body.reason.is_some() {
+        return Err(ApiError::BadRequest(
+            "reason: deletion takes no reason (revoke keeps one)".into(),
+        ));
+    }
+    let (ids, invalid) = parse_ids(body.ids)?;
+    let registry = state.registry.clone();
+    let actor = actor(remote);
+    let outcome = blocking(move || Ok(registry.delete(&ids, &actor)?)).await?;
+    state.metrics.deleted(outcome.deleted.len());
+    tracing::info!(
+        deleted = outcome.deleted.len(),
+        not_found = outcome.not_found.len() + invalid.len(),
+        "bulk delete"
+    );
+    #[derive(Serialize)]
+    struct Deleted {
+        deleted: Vec<String>,
+        not_found: Vec<String>,
+    }
+    Ok(Json(Deleted {
+        deleted: ids_of(&outcome.deleted),
+        not_found: outcome
+            .not_found
+            .iter()
+            .map(|id| id.to_string())
+            .chain(invalid)
+            .collect(),
+    })
+    .into_response())
+}
+
+pub async fn audit(
+    State(state): State<Arc<AdminState>>,
+    Query(query): Query<AuditQuery>,
+) -> Result<Response, ApiError> {
+    let limit = parse_limit(query.limit.as_deref())?;
+    let before = match query.before.as_deref() {
+        None | Some("") => None,
+        Some(b) => Some(b.parse::<u64>().map_err(|_| {
+            ApiError::BadRequest(format!("before: {b:?} is not an event sequence number"))
+        })?),
+    };
+    let registry = state.registry.clone();
+    let events = blocking(move || Ok(registry.events(limit, before)?)).await?;
+    #[derive(Serialize)]
+    struct Audit {
+        events: Vec<EventView>,
+    }
+    Ok(Json(Audit {
+        events: events.iter().map(EventView::from).collect(),
+    })
+    .into_response())
+}
+
+pub async fn api_not_found() -> ApiError {
+    ApiError::NotFound("route")
+}
+
+// ---- helpers ----
+
+fn parse_limit(limit: Option<&str>) -> Result<usize, ApiError> {
+    match limit {
+        None | Some("") => Ok(DEFAULT_PAGE),
+        Some(l) => match l.parse::<usize>() {
+            Ok(n) if (1..=MAX_PAGE).contains(&n) => Ok(n),
+            _ => Err(ApiError::BadRequest(format!(
+                "limit: {l:?} is not a number from 1 to {MAX_PAGE}"
+            ))),
+        },
+    }
+}
+
+/// Splits requested ids into well-formed ones and strings that cannot name any token (reported
+/// as not found, as they are).
+fn parse_ids(ids: Option<Vec<String>>) -> Result<(Vec<TokenId>, Vec<String>), ApiError> {
+    let ids = ids.ok_or_else(|| ApiError::BadRequest("ids: is required".into()))?;
+    if ids.is_empty() {
+        return Err(ApiError::BadRequest(
+            "ids: must list at least one id".into(),
+        ));
+    }
+    if ids.len() > MAX_BULK {
+        return Err(ApiError::BadRequest(format!(
+            "ids: at most {MAX_BULK} in one call"
+        )));
+    }
+    let mut valid = Vec::with_capacity(ids.len());
+    let mut invalid = Vec::new();
+    for id in ids {
+        match TokenId::parse(&id) {
+            Some(parsed) => valid.push(parsed),
+            None if !invalid.contains(&id) => invalid.push(id),
+            None => {}
+        }
+    }
+    Ok((valid, invalid))
+}
+
+fn validate_reason(reason: Option<String>) -> Result<Option<String>, ApiError> {
+    let Some(reason) = reason
+        .map(|r| r.trim().to_owned())
+        .filter(|r| !r.is_empty())
+    else {
+        return Ok(None);
+    };
+    if reason.chars().count() > MAX_REASON {
+        return Err(ApiError::BadRequest(format!(
+            "reason: must be at most {MAX_REASON} characters"
+        )));
+    }
+    if reason.chars().any(char::is_control) {
+        return Err(ApiError::BadRequest(
+            "reason: must not contain control characters".into(),
+        ));
+    }
+    Ok(Some(reason))
+}
+
+fn ids_of(records: &[TokenRecord]) -> Vec<String> {
+    records.iter().map(|r| r.id.to_string()).collect()
+}

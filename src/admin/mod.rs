@@ -1,0 +1,146 @@
+//! The admin listener: the token API (behind the admin credential), health, readiness and
+//! metrics. Separate from the data path, bound to loopback by default.
+
+mod api;
+mod credential;
+mod error;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::{Request, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+pub use credential::{AdminCredential, CredentialError, MIN_ADMIN_TOKEN_LEN, read_token_file};
+use error::ApiError;
+
+use crate::metrics::Metrics;
+use crate::registry::Registry;
+use crate::time;
+
+/// The largest request body the admin API reads.
+const MAX_BODY_BYTES: usize = 4 * 1024 * 1024;
+
+pub struct AdminState {
+    pub registry: Arc<Registry>,
+    pub metrics: Arc<Metrics>,
+    pub credential: AdminCredential,
+    /// Released once the store is open, the cache loaded and every listener bound.
+    pub ready: Arc<AtomicBool>,
+}
+
+pub fn router(state: Arc<AdminState>) -> Router {
+    let api = Router::new()
+        .route("/api/v1/tokens", post(api::create).get(api::list))
+        .route("/api/v1/tokens/revoke", post(api::revoke_many))
+        .route("/api/v1/tokens/delete", post(api::delete_many))
+        .route(
+            "/api/v1/tokens/{id}",
+            get(api::show).delete(api::delete_one),
+        )
+        .route("/api/v1/tokens/{id}/revoke", post(api::revoke_one))
+        .route("/api/v1/audit", get(api::audit))
+        .route("/api/{*rest}", axum::routing::any(api::api_not_found))
+        .layer(middleware::from_fn_with_state(state.clone(), require_admin));
+    Router::new()
+        .merge(api)
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
+        .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(middleware::from_fn(no_store))
+        .with_state(state)
+}
+
+/// Serves the admin API until `shutdown` turns true; in-flight calls get `grace` to finish.
+pub async fn serve(
+    listener: TcpListener,
+    state: Arc<AdminState>,
+    mut shutdown: watch::Receiver<bool>,
+    grace: Duration,
+) {
+    let app = router(state).into_make_service_with_connect_info::<SocketAddr>();
+    let (drained_tx, drained_rx) = tokio::sync::oneshot::channel::<()>();
+    let server = axum::serve(listener, app).with_graceful_shutdown(async move {
+        let _ = shutdown.wait_for(|stop| *stop).await;
+        let _ = drained_tx.send(());
+    });
+    let serving = tokio::spawn(async move { server.await });
+    // Wait for the shutdown signal, then give the drain `grace`.
+    let _ = drained_rx.await;
+    match tokio::time::timeout(grace, serving).await {
+        Ok(Ok(Ok(()))) => {}
+        Ok(Ok(Err(e))) => tracing::error!(error = %e, "admin listener failed"),
+        Ok(Err(e)) => tracing::error!(error = %e, "admin listener task failed"),
+        Err(_) => tracing::warn!("admin grace period over"),
+    }
+}
+
+async fn require_admin(
+    State(state): State<Arc<AdminState>>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let presented = request
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split_once(' '))
+        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+        .map(|(_, token)| token.trim());
+    match presented {
+        Some(token) if state.credential.verify(token.as_bytes()) => next.run(request).await,
+        _ => ApiError::Unauthorized.into_response(),
+    }
+}
+
+/// Admin answers carry token records and, once, a secret: no cache may keep them.
+async fn no_store(request: Request, next: Next) -> Response {
+    let mut response = next.run(request).await;
+    response
+        .headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    response
+}
+
+async fn healthz() -> impl IntoResponse {
+    axum::Json(serde_json::json!({"status": "ok"}))
+}
+
+async fn readyz(State(state): State<Arc<AdminState>>) -> impl IntoResponse {
+    if state.ready.load(Ordering::Acquire) {
+        (
+            StatusCode::OK,
+            axum::Json(serde_json::json!({"status": "ready"})),
+        )
+    } else {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            axum::Json(serde_json::json!({"status": "starting"})),
+        )
+    }
+}
+
+async fn metrics(State(state): State<Arc<AdminState>>) -> impl IntoResponse {
+    let registry = state.registry.clone();
+    let metrics = state.metrics.clone();
+    // Counting tokens scans the cache; keep it off the async threads.
+    let body = tokio::task::spawn_blocking(move || metrics.render(registry.cache(), time::now()))
+        .await
+        .unwrap_or_default();
+    (
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("text/plain; version=0.0.4"),
+        )],
+        body,
+    )
+}

@@ -1,0 +1,426 @@
+//! The in-memory token index and `decide()`: the whole hot check, from `Authorization` header
+//! value to verdict.
+//!
+//! Keyed by the 32-byte digest, whose first eight bytes serve as the hash (see `TokenDigest`'s
+//! `Hash`). Each entry holds only what a decision and the forwarded identity headers need. A
+//! lookup holds a shard's read guard only for the few instructions of the check and never across
+//! an `.await` or another map call.
+
+use std::hash::{BuildHasher, Hasher};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+
+use dashmap::DashMap;
+use http::HeaderValue;
+use http::header::GetAll;
+
+use crate::time::UnixSeconds;
+use crate::token::{PermissionSet, TokenDigest, TokenId, TokenRecord, digest_token_bytes};
+
+/// Why a request was refused. Clients see the Controller's words; logs and metrics see these.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Denial {
+    /// No `Authorization` header, several, or a scheme other than `Bearer`/`Token`.
+    Missing,
+    /// Not `tc-apiv1_` followed by 64 lowercase hex characters.
+    Format,
+    Unknown,
+    Revoked,
+    /// Deleted while this process ran (after a restart a deleted token is simply unknown).
+    Deleted,
+    Expired,
+}
+
+impl Denial {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Denial::Missing => "missing",
+            Denial::Format => "format",
+            Denial::Unknown => "unknown",
+            Denial::Revoked => "revoked",
+            Denial::Deleted => "deleted",
+            Denial::Expired => "expired",
+        }
+    }
+}
+
+/// Who a known token belongs to.
+#[derive(Debug, Clone)]
+pub struct Identity {
+    pub id: TokenId,
+    /// Kept as a header value, so forwarding clones a reference count instead of re-validating.
+    pub name: HeaderValue,
+    pub permissions: PermissionSet,
+}
+
+#[derive(Debug, Clone)]
+pub enum Verdict {
+    Allow(Identity),
+    /// The identity is there when the token was known (revoked, deleted, expired), for the logs.
+    Deny(Denial, Option<Identity>),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum State {
+    Active,
+    Revoked,
+    Deleted,
+}
+
+/// Never expires.
+const NO_EXPIRY: UnixSeconds = UnixSeconds::MAX;
+
+struct Entry {
+    id: TokenId,
+    name: HeaderValue,
+    permissions: PermissionSet,
+    expires_at: UnixSeconds,
+    state: State,
+    /// The last second this process accepted the token; 0 when it has not.
+    last_used: AtomicI64,
+    /// Set while the token waits in `dirty` for its last-used time to be written.
+    dirty: AtomicBool,
+}
+
+impl Entry {
+    fn identity(&self) -> Identity {
+        Identity {
+            id: self.id,
+            name: self.name.clone(),
+            permissions: self.permissions,
+        }
+    }
+}
+
+/// Passes the digest's own first eight bytes through (see `TokenDigest`'s `Hash`).
+#[derive(Clone, Copy, Default)]
+pub struct DigestHash;
+
+pub struct DigestHasher(u64);
+
+impl BuildHasher for DigestHash {
+    type Hasher = DigestHasher;
+    fn build_hasher(&self) -> DigestHasher {
+        DigestHasher(0)
+    }
+}
+
+impl Hasher for DigestHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write_u64(&mut self, n: u64) {
+        self.0 = n;
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        // Only `TokenDigest` is ever hashed here, through `write_u64`; fold anything else in
+        // rather than lose it.
+        for &b in bytes {
+            self.0 = self.0.rotate_left(8) ^ u64::from(b);
+        }
+    }
+}
+
+/// Counts of tokens by status, for the metrics.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct StatusCounts {
+    pub active: u64,
+    pub revoked: u64,
+    pub expired: u64,
+}
+
+pub struct TokenCache {
+    map: DashMap<TokenDigest, Entry, DigestHash>,
+    /// Tokens whose last-used time changed since the last flush.
+    dirty: Mutex<Vec<TokenDigest>>,
+}
+
+impl Default for TokenCache {
+    fn default() -> Self {
+        TokenCache::new()
+    }
+}
+
+impl TokenCache {
+    pub fn new() -> Self {
+        TokenCache {
+            map: DashMap::with_hasher(DigestHash),
+            dirty: Mutex::new(Vec::new()),
+        }
+    }
+
+    pub fn with_capacity(n: usize) -> Self {
+        TokenCache {
+            map: DashMap::with_capacity_and_hasher(n, DigestHash),
+            dirty: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// The hot check. `authorization` is every `Authorization` header of the request.
+    pub fn decide(&self, authorization: GetAll<'_, HeaderValue>, now: UnixSeconds) -> Verdict {
+        let mut values = authorization.iter();
+        let (Some(value), None) = (values.next(), values.next()) else {
+            return Verdict::Deny(Denial::Missing, None);
+        };
+        let Some(token) = token_from_header(value.as_bytes()) else {
+            return Verdict::Deny(Denial::Missing, None);
+        };
+        let Ok(digest) = digest_token_bytes(token) else {
+            return Verdict::Deny(Denial::Format, None);
+        };
+        self.decide_digest(&digest, now)
+    }
+
+    /// The check after parsing: look the digest up and judge the entry.
+    pub fn decide_digest(&self, digest: &TokenDigest, now: UnixSeconds) -> Verdict {
+        let Some(entry) = self.map.get(digest) else {
+            return Verdict::Deny(Denial::Unknown, None);
+        };
+        let denial = match entry.state {
+            State::Revoked => Denial::Revoked,
+            State::Deleted => Denial::Deleted,
+            State::Active if entry.expires_at <= now => Denial::Expired,
+            State::Active => {
+                let identity = entry.identity();
+                let must_flush = touch(&entry, now);
+                drop(entry);
+                if must_flush {
+                    // Poisoning needs a panic while pushing to a Vec; the list stays usable.
+                    self.dirty
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .push(*digest);
+                }
+                return Verdict::Allow(identity);
+            }
+        };
+        Verdict::Deny(denial, Some(entry.identity()))
+    }
+
+    /// Adds or replaces a token from its record (creation, revocation, a reload).
+    pub fn upsert(&self, record: &TokenRecord) {
+        let entry = Entry {
+            id: record.id,
+            name: header_value_of(&record.name),
+            permissions: record.permissions,
+            expires_at: record.expires_at.unwrap_or(NO_EXPIRY),
+            state: if record.revoked_at.is_some() {
+                State::Revoked
+            } else {
+                State::Active
+            },
+            last_used: AtomicI64::new(0),
+            dirty: AtomicBool::new(false),
+        };
+        // Keep what this process has seen of the token's use.
+        if let Some(old) = self.map.get(&record.digest) {
+            entry
+                .last_used
+                .store(old.last_used.load(Ordering::Relaxed), Ordering::Relaxed);
+        }
+        self.map.insert(record.digest, entry);
+    }
+
+    /// Marks a token deleted. The entry stays as a small tombstone, so that logs can tell a deleted
+    /// token from one never seen; it holds no secret and no record.
+    pub fn mark_deleted(&self, digest: &TokenDigest) {
+        if let Some(mut entry) = self.map.get_mut(digest) {
+            entry.state = State::Deleted;
+        }
+    }
+
+    /// The last time this process accepted the token, if it has since it started.
+    pub fn last_used(&self, digest: &TokenDigest) -> Option<UnixSeconds> {
+        let t = self.map.get(digest)?.last_used.load(Ordering::Relaxed);
+        (t > 0).then_some(t)
+    }
+
+    /// Takes the last-used times that changed since the previous call, to be written to the store.
+    pub fn take_last_used(&self) -> Vec<(TokenId, UnixSeconds)> {
+        let digests = std::mem::take(&mut *self.dirty.lock().unwrap_or_else(|e| e.into_inner()));
+        let mut uses = Vec::with_capacity(digests.len());
+        for digest in digests {
+            if let Some(entry) = self.map.get(&digest) {
+                // Clear the flag before reading the time: a use after this point marks the
+                // token dirty again, so no use is ever lost between two flushes.
+                entry.dirty.store(false, Ordering::SeqCst);
+                let at = entry.last_used.load(Ordering::SeqCst);
+                if entry.state == State::Active && at > 0 {
+                    uses.push((entry.id, at));
+                }
+            }
+        }
+        uses
+    }
+
+    pub fn len(&self) -> usize {
+        self.map.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.map.is_empty()
+    }
+
+    /// Counts tokens by status at `now` (a scan: for metrics scrapes, not the data path).
+    pub fn status_counts(&self, now: UnixSeconds) -> StatusCounts {
+        let mut counts = StatusCounts::default();
+        for entry in self.map.iter() {
+            match entry.state {
+                State::Active if entry.expires_at <= now => counts.expired += 1,
+                State::Active => counts.active += 1,
+                State::Revoked => counts.revoked += 1,
+                State::Deleted => {}
+            }
+        }
+        counts
+    }
+}
+
+/// Records a use at `now`; returns whether the token must be queued for a last-used flush.
+/// Costs one atomic load for a token already used this second.
+fn touch(entry: &Entry, now: UnixSeconds) -> bool {
+    if entry.last_used.load(Ordering::Relaxed) >= now {
+        return false;
+    }
+    entry.last_used.fetch_max(now, Ordering::SeqCst);
+    !entry.dirty.swap(true, Ordering::SeqCst)
+}
+
+/// `Bearer <token>` or `Token <token>`, the scheme in any case, as Telegraf and the Controller
+/// send them. Surrounding spaces around the token are tolerated.
+fn token_from_header(value: &[u8]) -> Option<&[u8]> {
+    let space = value.iter().position(|&b| b == b' ')?;
+    let (scheme, rest) = value.split_at(space);
+    if !(scheme.eq_ignore_ascii_case(b"bearer") || scheme.eq_ignore_ascii_case(b"token")) {
+        return None;
+    }
+    Some(rest.trim_ascii())
+}
+
+/// Names are validated to be free of control characters, so they are valid header values; should
+/// an old record hold something else, the header carries a safe placeholder rather than fail.
+fn header_value_of(name: &str) -> HeaderValue {
+    HeaderValue::from_str(name).unwrap_or_else(|_| HeaderValue::from_static("invalid-name"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::token::TokenSecret;
+    use http::HeaderMap;
+    use http::header::AUTHORIZATION;
+
+    fn record(secret: &TokenSecret) -> TokenRecord {
+        TokenRecord {
+            id: TokenId::generate(),
+            name: "agent".into(),
+            description: String::new(),
+            digest: secret.digest(),
+            hint: secret.hint(),
+            permissions: PermissionSet::preset("telegraf-agent").unwrap(),
+            created_at: 0,
+            expires_at: None,
+            revoked_at: None,
+            revoke_reason: None,
+            last_used_at: None,
+        }
+    }
+
+    fn decide(cache: &TokenCache, values: &[&str], now: UnixSeconds) -> Verdict {
+        let mut headers = HeaderMap::new();
+        for v in values {
+            headers.append(AUTHORIZATION, HeaderValue::from_str(v).unwrap());
+        }
+        cache.decide(headers.get_all(AUTHORIZATION), now)
+    }
+
+    fn denial(v: Verdict) -> Option<Denial> {
+        match v {
+            Verdict::Allow(_) => None,
+            Verdict::Deny(d, _) => Some(d),
+        }
+    }
+
+    #[test]
+    fn schemes_and_shapes() {
+        let cache = TokenCache::new();
+        let secret = TokenSecret::generate();
+        cache.upsert(&record(&secret));
+        let t = secret.expose();
+        for ok in [
+            format!("Bearer {t}"),
+            format!("bearer {t}"),
+            format!("TOKEN {t}"),
+            format!("Token  {t} "),
+        ] {
+            assert_eq!(denial(decide(&cache, &[&ok], 10)), None, "{ok}");
+        }
+        assert_eq!(denial(decide(&cache, &[], 10)), Some(Denial::Missing));
+        let bearer = format!("Bearer {t}");
+        assert_eq!(
+            denial(decide(&cache, &[&bearer, &bearer], 10)),
+            Some(Denial::Missing)
+        );
+        assert_eq!(
+            denial(decide(&cache, &[&format!("Basic {t}")], 10)),
+            Some(Denial::Missing)
+        );
+        assert_eq!(denial(decide(&cache, &[t], 10)), Some(Denial::Missing));
+        assert_eq!(
+            denial(decide(&cache, &["Bearer tc-apiv1_abc"], 10)),
+            Some(Denial::Format)
+        );
+        let unknown = TokenSecret::generate();
+        assert_eq!(
+            denial(decide(
+                &cache,
+                &[&format!("Bearer {}", unknown.expose())],
+                10
+            )),
+            Some(Denial::Unknown)
+        );
+    }
+
+    #[test]
+    fn states() {
+        let cache = TokenCache::new();
+        let secret = TokenSecret::generate();
+        let header = format!("Bearer {}", secret.expose());
+        let mut r = record(&secret);
+        r.expires_at = Some(100);
+        cache.upsert(&r);
+        assert_eq!(denial(decide(&cache, &[&header], 99)), None);
+        assert_eq!(
+            denial(decide(&cache, &[&header], 100)),
+            Some(Denial::Expired)
+        );
+        r.revoke(50, None);
+        cache.upsert(&r);
+        assert_eq!(
+            denial(decide(&cache, &[&header], 60)),
+            Some(Denial::Revoked)
+        );
+        cache.mark_deleted(&r.digest);
+        assert_eq!(
+            denial(decide(&cache, &[&header], 60)),
+            Some(Denial::Deleted)
+        );
+    }
+
+    #[test]
+    fn last_used_is_queued_once_per_flush() {
+        let cache = TokenCache::new();
+        let secret = TokenSecret::generate();
+        let r = record(&secret);
+        cache.upsert(&r);
+        let header = format!("Bearer {}", secret.expose());
+        for now in [10, 10, 11, 12] {
+            decide(&cache, &[&header], now);
+        }
+        assert_eq!(cache.take_last_used(), vec![(r.id, 12)]);
+        assert_eq!(cache.take_last_used(), vec![]);
+        decide(&cache, &[&header], 13);
+        assert_eq!(cache.take_last_used(), vec![(r.id, 13)]);
+        assert_eq!(cache.last_used(&r.digest), Some(13));
+    }
+}

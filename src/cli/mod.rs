@@ -1,0 +1,474 @@
+//! The command line: `serve`, `check-config`, and the `token` and `audit` commands, which are
+//! clients of the admin API. Arguments are parsed by clap into raw form, then checked here.
+
+mod client;
+mod output;
+
+use std::io::{BufRead, IsTerminal, Write};
+use std::path::{Path, PathBuf};
+
+use clap::{Args, Parser, Subcommand};
+use http::Method;
+use serde_json::{Value, json};
+
+use crate::admin::read_token_file;
+use crate::config::{Config, ConfigError, DEFAULT_CONFIG_PATH};
+use crate::server::{self, ServerError};
+pub use client::{AdminClient, ClientError};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "tollgate",
+    version,
+    about = "An authenticating sidecar for Telegraf Controller"
+)]
+pub struct Cli {
+    /// The config file [default: config/tollgate.toml]
+    #[arg(long, global = true, env = "TOLLGATE_CONFIG", value_name = "PATH")]
+    pub config: Option<PathBuf>,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the proxy and the admin API
+    Serve,
+    /// Validate the config and print it with every default filled in
+    CheckConfig,
+    /// Manage tokens through the admin API
+    Token {
+        #[command(flatten)]
+        admin: AdminArgs,
+        #[command(subcommand)]
+        command: TokenCommand,
+    },
+    /// Show recent audit events
+    Audit {
+        #[command(flatten)]
+        admin: AdminArgs,
+        /// How many events, newest first
+        #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(u32).range(1..=1000))]
+        limit: u32,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct AdminArgs {
+    /// The admin API [default: from $TOLLGATE_ADMIN_URL, else the config's admin.bind]
+    #[arg(long, global = true, env = "TOLLGATE_ADMIN_URL", value_name = "URL")]
+    pub admin_url: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TokenCommand {
+    /// Create a token; its secret is shown this once
+    Create {
+        #[arg(long)]
+        name: String,
+        #[arg(long)]
+        description: Option<String>,
+        /// A permission preset [default: telegraf-agent]
+        #[arg(long, conflicts_with = "permission", value_parser = ["telegraf-agent"])]
+        preset: Option<String>,
+        /// RESOURCE:ACTION, repeatable
+        #[arg(long, value_name = "RESOURCE:ACTION")]
+        permission: Vec<String>,
+        /// Such as 30d or 12h
+        #[arg(long, conflicts_with = "expires_at", value_name = "DURATION")]
+        expires_in: Option<String>,
+        /// RFC 3339, such as 2027-01-31T00:00:00Z
+        #[arg(long, value_name = "TIME")]
+        expires_at: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// List tokens, newest first
+    List {
+        #[arg(long, value_parser = ["active", "revoked", "expired"])]
+        status: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show one token
+    Show {
+        id: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Revoke tokens (permanent; the records stay for auditing)
+    Revoke {
+        #[arg(required = true)]
+        ids: Vec<String>,
+        #[arg(long)]
+        reason: Option<String>,
+        /// Do not ask for confirmation
+        #[arg(long)]
+        yes: bool,
+    },
+    /// Delete tokens (their records are gone)
+    Delete {
+        #[arg(required = true)]
+        ids: Vec<String>,
+        /// Do not ask for confirmation
+        #[arg(long)]
+        yes: bool,
+    },
+}
+
+/// A command's failure: one line for stderr, exit status 1.
+#[derive(Debug, thiserror::Error)]
+pub enum CliError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error(transparent)]
+    Server(#[from] ServerError),
+    #[error(transparent)]
+    Client(#[from] ClientError),
+    #[error("{0}")]
+    Failed(String),
+}
+
+/// Runs a parsed command line.
+pub fn run(cli: Cli) -> Result<(), CliError> {
+    let config_path = cli
+        .config
+        .clone()
+        .unwrap_or_else(|| PathBuf::from(DEFAULT_CONFIG_PATH));
+    match cli.command {
+        Command::Serve => serve(&config_path),
+        Command::CheckConfig => {
+            let config = Config::load(&config_path)?;
+            print!("{}", config.to_toml());
+            eprintln!("{}: valid", config_path.display());
+            Ok(())
+        }
+        Command::Token { admin, command } => {
+            let client = admin_client(&config_path, admin.admin_url.as_deref())?;
+            runtime()?.block_on(token_command(&client, command))
+        }
+        Command::Audit { admin, limit, json } => {
+            let client = admin_client(&config_path, admin.admin_url.as_deref())?;
+            runtime()?.block_on(audit(&client, limit, json))
+        }
+    }
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime, CliError> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| CliError::Failed(format!("cannot start the async runtime: {e}")))
+}
+
+fn serve(config_path: &Path) -> Result<(), CliError> {
+    let config = Config::load(config_path)?;
+    crate::logging::init(&config.log);
+    tracing::info!(config = %config_path.display(), version = env!("CARGO_PKG_VERSION"), "starting");
+    runtime()?.block_on(async {
+        let running = server::start(&config).await?;
+        running
+            .run_until(crate::shutdown::wait_for_stop_signal())
+            .await;
+        Ok(())
+    })
+}
+
+/// Finds the admin API and its credential: flags and environment first, then the config.
+fn admin_client(config_path: &Path, url: Option<&str>) -> Result<AdminClient, CliError> {
+    let env_token = std::env::var("TOLLGATE_ADMIN_TOKEN")
+        .ok()
+        .filter(|t| !t.trim().is_empty());
+    let config = if url.is_none() || env_token.is_none() {
+        Some(Config::load(config_path)?)
+    } else {
+        None
+    };
+    let url = match (url, &config) {
+        (Some(url), _) => url.to_owned(),
+        (None, Some(config)) => {
+            let mut addr = config.admin.bind;
+            if addr.ip().is_unspecified() {
+                addr.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
+            }
+            format!("http://{addr}")
+        }
+        (None, None) => unreachable!("the config is loaded whenever the URL is missing"),
+    };
+    let token = match (env_token, &config) {
+        (Some(token), _) => token.trim().to_owned(),
+        (None, Some(config)) => read_token_file(&config.admin.token_file)
+            .map_err(|e| CliError::Failed(format!("{e} (or set TOLLGATE_ADMIN_TOKEN)")))?,
+        (None, None) => unreachable!("the config is loaded whenever the token is missing"),
+    };
+    Ok(AdminClient::new(&url, token)?)
+}
+
+async fn token_command(client: &AdminClient, command: TokenCommand) -> Result<(), CliError> {
+    match command {
+        TokenCommand::Create {
+            name,
+            description,
+            preset,
+            permission,
+            expires_in,
+            expires_at,
+            json,
+        } => {
+            let mut body = json!({ "name": name });
+            if let Some(d) = description {
+                body["description"] = json!(d);
+            }
+            if let Some(p) = preset {
+                body["preset"] = json!(p);
+            }
+            if !permission.is_empty() {
+                body["permissions"] = json!(permission);
+            }
+            if let Some(e) = expires_in {
+                body["expires_in"] = json!(e);
+            }
+            if let Some(e) = expires_at {
+                body["expires_at"] = json!(e);
+            }
+            let created = client
+                .call(Method::POST, "/api/v1/tokens", Some(&body))
+                .await?;
+            if json {
+                println!("{created}");
+            } else {
+                print!("{}", output::record(&created));
+                println!();
+                println!("token: {}", output::cell(&created["token"]));
+                eprintln!("This is the only time the token is shown. Store it now.");
+            }
+            Ok(())
+        }
+        TokenCommand::List { status, json } => {
+            let tokens = list_all(client, status.as_deref()).await?;
+            if json {
+                println!("{}", json!({ "tokens": tokens }));
+            } else {
+                let rows: Vec<Vec<String>> = tokens
+                    .iter()
+                    .map(|t| {
+                        [
+                            "id",
+                            "name",
+                            "status",
+                            "permissions",
+                            "created_at",
+                            "expires_at",
+                            "last_used_at",
+                        ]
+                        .iter()
+                        .map(|f| output::cell(&t[*f]))
+                        .collect()
+                    })
+                    .collect();
+                print!(
+                    "{}",
+                    output::table(
+                        &[
+                            "ID",
+                            "NAME",
+                            "STATUS",
+                            "PERMISSIONS",
+                            "CREATED",
+                            "EXPIRES",
+                            "LAST USED"
+                        ],
+                        &rows
+                    )
+                );
+            }
+            Ok(())
+        }
+        TokenCommand::Show { id, json } => {
+            let record = client
+                .call(
+                    Method::GET,
+                    &format!("/api/v1/tokens/{}", path_segment(&id)),
+                    None,
+                )
+                .await
+                .map_err(|e| not_found_as(&id, e))?;
+            if json {
+                println!("{record}");
+            } else {
+                print!("{}", output::record(&record));
+            }
+            Ok(())
+        }
+        TokenCommand::Revoke { ids, reason, yes } => {
+            confirm(
+                &format!(
+                    "Revoke {}? Revocation is permanent: the token is refused from the next request on.",
+                    describe(&ids)
+                ),
+                yes,
+            )?;
+            let body = match reason {
+                Some(r) => json!({ "ids": ids, "reason": r }),
+                None => json!({ "ids": ids }),
+            };
+            let outcome = client
+                .call(Method::POST, "/api/v1/tokens/revoke", Some(&body))
+                .await?;
+            report(
+                &outcome,
+                &[
+                    ("revoked", "revoked"),
+                    ("already_revoked", "already revoked"),
+                ],
+            )
+        }
+        TokenCommand::Delete { ids, yes } => {
+            confirm(
+                &format!(
+                    "Delete {}? The record is removed for good and the token is refused from the next request on.",
+                    describe(&ids)
+                ),
+                yes,
+            )?;
+            let outcome = client
+                .call(
+                    Method::POST,
+                    "/api/v1/tokens/delete",
+                    Some(&json!({ "ids": ids })),
+                )
+                .await?;
+            report(&outcome, &[("deleted", "deleted")])
+        }
+    }
+}
+
+async fn list_all(client: &AdminClient, status: Option<&str>) -> Result<Vec<Value>, CliError> {
+    let mut tokens = Vec::new();
+    let mut after: Option<String> = None;
+    loop {
+        let mut path = String::from("/api/v1/tokens?limit=1000");
+        if let Some(s) = status {
+            path.push_str(&format!("&status={s}"));
+        }
+        if let Some(a) = &after {
+            path.push_str(&format!("&after={}", path_segment(a)));
+        }
+        let page = client.call(Method::GET, &path, None).await?;
+        if let Some(items) = page["tokens"].as_array() {
+            tokens.extend(items.iter().cloned());
+        }
+        match page["next"].as_str() {
+            Some(next) => after = Some(next.to_owned()),
+            None => return Ok(tokens),
+        }
+    }
+}
+
+async fn audit(client: &AdminClient, limit: u32, json: bool) -> Result<(), CliError> {
+    let page = client
+        .call(Method::GET, &format!("/api/v1/audit?limit={limit}"), None)
+        .await?;
+    if json {
+        println!("{page}");
+        return Ok(());
+    }
+    let rows: Vec<Vec<String>> = page["events"]
+        .as_array()
+        .map(|events| {
+            events
+                .iter()
+                .map(|e| {
+                    ["at", "action", "token_id", "token_name", "actor", "reason"]
+                        .iter()
+                        .map(|f| output::cell(&e[*f]))
+                        .collect()
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    print!(
+        "{}",
+        output::table(&["AT", "ACTION", "TOKEN", "NAME", "ACTOR", "REASON"], &rows)
+    );
+    Ok(())
+}
+
+/// Prints what a bulk call did; fails when some ids were not found, after the rest was done.
+fn report(outcome: &Value, lists: &[(&str, &str)]) -> Result<(), CliError> {
+    for (key, label) in lists {
+        for id in outcome[*key].as_array().into_iter().flatten() {
+            println!("{label}: {}", output::cell(id));
+        }
+    }
+    let missing: Vec<String> = outcome["not_found"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(output::cell)
+        .collect();
+    if missing.is_empty() {
+        Ok(())
+    } else {
+        Err(CliError::Failed(format!(
+            "not found: {}",
+            missing.join(", ")
+        )))
+    }
+}
+
+/// Asks on a terminal; without one, refuses unless `--yes` was given.
+fn confirm(question: &str, yes: bool) -> Result<(), CliError> {
+    if yes {
+        return Ok(());
+    }
+    let stdin = std::io::stdin();
+    if !stdin.is_terminal() {
+        return Err(CliError::Failed(
+            "refusing without confirmation: no terminal to ask on; pass --yes".into(),
+        ));
+    }
+    eprint!("{question} [y/N] ");
+    let _ = std::io::stderr().flush();
+    let mut answer = String::new();
+    stdin
+        .lock()
+        .read_line(&mut answer)
+        .map_err(|e| CliError::Failed(format!("cannot read the answer: {e}")))?;
+    if matches!(answer.trim(), "y" | "Y" | "yes" | "Yes") {
+        Ok(())
+    } else {
+        Err(CliError::Failed("cancelled; nothing changed".into()))
+    }
+}
+
+fn describe(ids: &[String]) -> String {
+    match ids {
+        [one] => format!("token {one}"),
+        many => format!("{} tokens ({})", many.len(), many.join(", ")),
+    }
+}
+
+/// Ids are URL-safe by construction; anything else is percent-encoded so that it reaches the API
+/// as the same string (and is then simply not found).
+fn path_segment(s: &str) -> String {
+    s.bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || b == b'-' || b == b'_' {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect()
+}
+
+fn not_found_as(id: &str, e: ClientError) -> CliError {
+    if e.status() == Some(http::StatusCode::NOT_FOUND) {
+        CliError::Failed(format!("token {id} not found"))
+    } else {
+        e.into()
+    }
+}

@@ -1,0 +1,46 @@
+//! tollgate: an authenticating reverse-proxy sidecar for Telegraf Controller and services like it.
+//!
+//! A tour of the layout, following a request and a revocation:
+//!
+//! - [`config`]: the TOML file → a validated [`config::Config`]; every default in one place.
+//! - [`token`]: the pure token model: secrets, digests, ids, permissions, the record's states.
+//! - [`store`]: the redb file, the only module that names redb: records, indexes, the event log
+//!   that is both audit trail and change log.
+//! - [`cache`]: the in-memory index keyed by digest and [`cache::TokenCache::decide`], the whole
+//!   hot check from `Authorization` header to verdict.
+//! - [`registry`]: write-through changes: commit to the store, then update the cache, then reply.
+//! - [`proxy`]: the data path: listeners, authentication, header hygiene, forwarding.
+//! - [`admin`]: the admin listener: JSON API, health, readiness, metrics.
+//! - [`server`]: start-up in a fixed order and shutdown in one path.
+//! - [`cli`]: the command line; `token` and `audit` are clients of the admin API.
+
+#![forbid(unsafe_code)]
+
+pub mod admin;
+pub mod cache;
+pub mod cli;
+pub mod config;
+pub mod logging;
+pub mod metrics;
+pub mod proxy;
+pub mod registry;
+pub mod server;
+pub mod shutdown;
+pub mod store;
+pub mod time;
+pub mod token;
+
+/// Displays an error with its chain of sources, for log lines and the command line.
+pub struct ErrorChain<'a>(pub &'a (dyn std::error::Error + 'static));
+
+impl std::fmt::Display for ErrorChain<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.0)?;
+        let mut source = self.0.source();
+        while let Some(e) = source {
+            write!(f, ": {e}")?;
+            source = e.source();
+        }
+        Ok(())
+    }
+}

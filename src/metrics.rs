@@ -1,0 +1,162 @@
+//! Prometheus metrics. Handles are registered once per listener and outcome, so the data path
+//! only increments atomics; no label lookup happens per request. The recorder is owned, not
+//! installed globally, so that several servers can live in one process (tests, benchmarks).
+
+use std::time::Duration;
+
+use metrics::{Counter, Histogram, Key, Label, Metadata, Recorder};
+use metrics_exporter_prometheus::{
+    Matcher, PrometheusBuilder, PrometheusHandle, PrometheusRecorder,
+};
+
+use crate::cache::{Denial, TokenCache};
+use crate::time::UnixSeconds;
+
+const REQUESTS: &str = "tollgate_requests_total";
+const UPSTREAM_SECONDS: &str = "tollgate_upstream_duration_seconds";
+const REVOCATIONS: &str = "tollgate_revocations_total";
+const DELETIONS: &str = "tollgate_deletions_total";
+const TOKENS: &str = "tollgate_tokens";
+
+/// Upstream latency buckets, from a loopback hop to the timeout.
+const LATENCY_BUCKETS: &[f64] = &[
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+];
+
+/// How a proxied request ended, as the `outcome` label says it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    Forwarded,
+    Denied(Denial),
+    UpstreamUnavailable,
+    UpstreamTimeout,
+}
+
+impl Outcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Forwarded => "forwarded",
+            Outcome::Denied(d) => d.as_str(),
+            Outcome::UpstreamUnavailable => "upstream_unavailable",
+            Outcome::UpstreamTimeout => "upstream_timeout",
+        }
+    }
+
+    const ALL: [Outcome; 9] = [
+        Outcome::Forwarded,
+        Outcome::Denied(Denial::Missing),
+        Outcome::Denied(Denial::Format),
+        Outcome::Denied(Denial::Unknown),
+        Outcome::Denied(Denial::Revoked),
+        Outcome::Denied(Denial::Deleted),
+        Outcome::Denied(Denial::Expired),
+        Outcome::UpstreamUnavailable,
+        Outcome::UpstreamTimeout,
+    ];
+
+    fn index(self) -> usize {
+        // ALL lists every variant; the position is the handle's slot.
+        Outcome::ALL
+            .iter()
+            .position(|o| *o == self)
+            .expect("every outcome is listed")
+    }
+}
+
+pub struct Metrics {
+    recorder: PrometheusRecorder,
+    handle: PrometheusHandle,
+    revocations: Counter,
+    deletions: Counter,
+}
+
+/// One listener's handles.
+#[derive(Clone)]
+pub struct ListenerMetrics {
+    requests: [Counter; Outcome::ALL.len()],
+    upstream_seconds: Histogram,
+}
+
+impl ListenerMetrics {
+    pub fn record(&self, outcome: Outcome) {
+        self.requests[outcome.index()].increment(1);
+    }
+
+    pub fn upstream_latency(&self, elapsed: Duration) {
+        self.upstream_seconds.record(elapsed.as_secs_f64());
+    }
+}
+
+static METADATA: Metadata<'static> =
+    metrics::Metadata::new(module_path!(), metrics::Level::INFO, Some(module_path!()));
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics::new()
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        let recorder = PrometheusBuilder::new()
+            .set_buckets_for_metric(Matcher::Full(UPSTREAM_SECONDS.into()), LATENCY_BUCKETS)
+            // The bucket list is a non-empty constant; this cannot fail.
+            .expect("latency buckets are valid")
+            .build_recorder();
+        let handle = recorder.handle();
+        let revocations = recorder.register_counter(&Key::from_static_name(REVOCATIONS), &METADATA);
+        let deletions = recorder.register_counter(&Key::from_static_name(DELETIONS), &METADATA);
+        Metrics {
+            recorder,
+            handle,
+            revocations,
+            deletions,
+        }
+    }
+
+    pub fn listener(&self, name: &str) -> ListenerMetrics {
+        let listener = Label::new("listener", name.to_owned());
+        let requests = Outcome::ALL.map(|outcome| {
+            let key = Key::from_parts(
+                REQUESTS,
+                vec![listener.clone(), Label::new("outcome", outcome.as_str())],
+            );
+            self.recorder.register_counter(&key, &METADATA)
+        });
+        let upstream_seconds = self.recorder.register_histogram(
+            &Key::from_parts(UPSTREAM_SECONDS, vec![listener]),
+            &METADATA,
+        );
+        ListenerMetrics {
+            requests,
+            upstream_seconds,
+        }
+    }
+
+    pub fn revoked(&self, n: usize) {
+        self.revocations.increment(n as u64);
+    }
+
+    pub fn deleted(&self, n: usize) {
+        self.deletions.increment(n as u64);
+    }
+
+    /// Keeps histogram storage bounded when nobody scrapes.
+    pub fn upkeep(&self) {
+        self.handle.run_upkeep();
+    }
+
+    /// The Prometheus text exposition, with token counts taken now.
+    pub fn render(&self, cache: &TokenCache, now: UnixSeconds) -> String {
+        let counts = cache.status_counts(now);
+        for (status, n) in [
+            ("active", counts.active),
+            ("revoked", counts.revoked),
+            ("expired", counts.expired),
+        ] {
+            let key = Key::from_parts(TOKENS, vec![Label::new("status", status)]);
+            self.recorder.register_gauge(&key, &METADATA).set(n as f64);
+        }
+        self.handle.render()
+    }
+}

@@ -1,0 +1,118 @@
+//! Header hygiene between client and upstream (RFC 9110 §7.6.1): hop-by-hop headers, including
+//! every header named in `Connection`, are removed in place (`remove`, never a rebuilt map, so
+//! repeated headers such as `Set-Cookie` survive); identity headers a client sends under
+//! tollgate's names are dropped before tollgate adds its own.
+
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+
+/// Headers that concern one connection only, never forwarded in either direction.
+const HOP_BY_HOP: [HeaderName; 8] = [
+    header::CONNECTION,
+    header::PROXY_AUTHENTICATE,
+    header::PROXY_AUTHORIZATION,
+    header::TE,
+    header::TRAILER,
+    header::TRANSFER_ENCODING,
+    header::UPGRADE,
+    HeaderName::from_static("keep-alive"),
+];
+
+const PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
+
+pub const TOKEN_ID: HeaderName = HeaderName::from_static("x-tollgate-token-id");
+pub const TOKEN_NAME: HeaderName = HeaderName::from_static("x-tollgate-token-name");
+pub const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+pub const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+pub const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+
+const OWN_PREFIX: &[u8] = b"x-tollgate-";
+
+/// Removes hop-by-hop headers, first those that `Connection` names, then the fixed list.
+pub fn remove_hop_by_hop(headers: &mut HeaderMap) {
+    if headers.contains_key(header::CONNECTION) {
+        let named: Vec<HeaderName> = headers
+            .get_all(header::CONNECTION)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .filter_map(|name| HeaderName::from_bytes(name.trim().as_bytes()).ok())
+            .collect();
+        for name in named {
+            headers.remove(name);
+        }
+    }
+    for name in HOP_BY_HOP {
+        headers.remove(name);
+    }
+    headers.remove(PROXY_CONNECTION);
+}
+
+/// Removes every `X-Tollgate-*` header: only tollgate speaks under that name upstream.
+pub fn remove_own_headers(headers: &mut HeaderMap) {
+    // Allocates only when a client actually sent such a header.
+    let spoofed: Vec<HeaderName> = headers
+        .keys()
+        .filter(|name| name.as_str().as_bytes().starts_with(OWN_PREFIX))
+        .cloned()
+        .collect();
+    for name in spoofed {
+        headers.remove(name);
+    }
+}
+
+/// Appends the client's address to `X-Forwarded-For`, keeping what earlier proxies wrote.
+pub fn append_forwarded_for(headers: &mut HeaderMap, client_ip: &str) {
+    let mut value = String::new();
+    for earlier in headers.get_all(&X_FORWARDED_FOR) {
+        if let Ok(earlier) = earlier.to_str() {
+            value.push_str(earlier);
+            value.push_str(", ");
+        }
+    }
+    value.push_str(client_ip);
+    // An IP address and visible ASCII copied from valid header values.
+    if let Ok(value) = HeaderValue::from_str(&value) {
+        headers.insert(X_FORWARDED_FOR, value);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hop_by_hop_and_connection_named_headers_go() {
+        let mut h = HeaderMap::new();
+        h.insert(
+            header::CONNECTION,
+            HeaderValue::from_static("close, X-Custom-Hop"),
+        );
+        h.insert("x-custom-hop", HeaderValue::from_static("1"));
+        h.insert("keep-alive", HeaderValue::from_static("timeout=5"));
+        h.insert(header::TE, HeaderValue::from_static("trailers"));
+        h.append(header::SET_COOKIE, HeaderValue::from_static("a=1"));
+        h.append(header::SET_COOKIE, HeaderValue::from_static("b=2"));
+        remove_hop_by_hop(&mut h);
+        assert_eq!(h.len(), 2);
+        assert_eq!(h.get_all(header::SET_COOKIE).iter().count(), 2);
+    }
+
+    #[test]
+    fn own_headers_are_dropped_whatever_their_case() {
+        let mut h = HeaderMap::new();
+        h.insert("X-Tollgate-Token-Id", HeaderValue::from_static("spoof"));
+        h.insert("x-tollgate-anything", HeaderValue::from_static("spoof"));
+        h.insert("x-other", HeaderValue::from_static("keep"));
+        remove_own_headers(&mut h);
+        assert_eq!(h.len(), 1);
+    }
+
+    #[test]
+    fn forwarded_for_appends() {
+        let mut h = HeaderMap::new();
+        append_forwarded_for(&mut h, "127.0.0.1");
+        assert_eq!(h[&X_FORWARDED_FOR], "127.0.0.1");
+        append_forwarded_for(&mut h, "10.0.0.1");
+        assert_eq!(h[&X_FORWARDED_FOR], "127.0.0.1, 10.0.0.1");
+    }
+}

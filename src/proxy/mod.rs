@@ -1,0 +1,289 @@
+//! The data path: listeners that authenticate every request against the cache and forward what
+//! passes to their upstream.
+//!
+//! A request's life, in `handle`: authenticate (the cache's verdict) → refuse, or forward (header
+//! hygiene, pooled upstream client, streamed bodies) → count and log. No disk, no lock across an
+//! `.await`, nothing a client sends can panic it.
+
+mod headers;
+mod respond;
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use http::header::{AUTHORIZATION, COOKIE, HOST, HeaderValue};
+use http::uri::{PathAndQuery, Uri};
+use http::{Request, Response, Version};
+use http_body_util::Either;
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use hyper_util::server::graceful::GracefulShutdown;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+use crate::cache::{Identity, TokenCache, Verdict};
+use crate::config::{ListenerConfig, Upstream};
+use crate::metrics::{ListenerMetrics, Outcome};
+use crate::time;
+
+pub use respond::ProxyBody;
+
+/// How long a client may take to send a request head before its connection is closed.
+const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
+/// The largest request head accepted, per connection buffer.
+const MAX_HEADER_BYTES: usize = 64 * 1024;
+
+/// Everything one listener's requests need, shared by its connections.
+pub struct ListenerState {
+    name: Arc<str>,
+    upstream: Upstream,
+    upstream_timeout: Duration,
+    client: Client<HttpConnector, Incoming>,
+    cache: Arc<TokenCache>,
+    metrics: ListenerMetrics,
+    access_log: bool,
+}
+
+impl ListenerState {
+    pub fn new(
+        config: &ListenerConfig,
+        cache: Arc<TokenCache>,
+        metrics: ListenerMetrics,
+        access_log: bool,
+    ) -> Self {
+        let mut connector = HttpConnector::new();
+        connector.set_nodelay(true);
+        connector.set_connect_timeout(Some(config.connect_timeout));
+        let client = Client::builder(TokioExecutor::new())
+            // Without a timer the idle timeout is silently ignored.
+            .pool_timer(TokioTimer::new())
+            .pool_idle_timeout(config.upstream_idle_timeout)
+            .build(connector);
+        ListenerState {
+            name: Arc::from(config.name.as_str()),
+            upstream: config.upstream.clone(),
+            upstream_timeout: config.upstream_timeout,
+            client,
+            cache,
+            metrics,
+            access_log,
+        }
+    }
+}
+
+/// Serves one listener until `shutdown` turns true, then stops accepting and gives open
+/// connections up to `grace` to finish their requests.
+pub async fn serve(
+    listener: TcpListener,
+    state: Arc<ListenerState>,
+    mut shutdown: watch::Receiver<bool>,
+    grace: Duration,
+) {
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(HEADER_READ_TIMEOUT)
+        .max_buf_size(MAX_HEADER_BYTES);
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .max_header_list_size(MAX_HEADER_BYTES as u32);
+    let graceful = GracefulShutdown::new();
+
+    loop {
+        let (stream, remote) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(e) => {
+                    // Typically out of file descriptors: back off a little instead of spinning.
+                    tracing::warn!(listener = %state.name, error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            _ = shutdown.changed() => break,
+        };
+        // Best effort: a socket that refuses it still works, only slower.
+        let _ = stream.set_nodelay(true);
+        let state = state.clone();
+        let service = service_fn(move |request| handle(state.clone(), remote, request));
+        let connection = builder
+            .serve_connection(TokioIo::new(stream), service)
+            .into_owned();
+        let connection = graceful.watch(connection);
+        tokio::spawn(async move {
+            // Client resets and timeouts end connections all the time; nothing to act on.
+            if let Err(e) = connection.await {
+                tracing::debug!(error = %e, "connection ended with an error");
+            }
+        });
+    }
+    drop(listener);
+    if tokio::time::timeout(grace, graceful.shutdown())
+        .await
+        .is_err()
+    {
+        tracing::warn!(listener = %state.name, "grace period over; closing the remaining connections");
+    }
+}
+
+/// One request's life: authenticate, then refuse or forward; count and log either way.
+async fn handle(
+    state: Arc<ListenerState>,
+    remote: SocketAddr,
+    request: Request<Incoming>,
+) -> Result<Response<ProxyBody>, Infallible> {
+    let verdict = state
+        .cache
+        .decide(request.headers().get_all(AUTHORIZATION), time::now());
+    let method = request.method().clone();
+    let path = request.uri().path_and_query().cloned();
+
+    let (response, outcome, identity, upstream_time) = match verdict {
+        Verdict::Deny(denial, identity) => (
+            respond::denied(denial),
+            Outcome::Denied(denial),
+            identity,
+            None,
+        ),
+        Verdict::Allow(identity) => {
+            let (response, outcome, elapsed) = forward(&state, remote, &identity, request).await;
+            state.metrics.upstream_latency(elapsed);
+            (response, outcome, Some(identity), Some(elapsed))
+        }
+    };
+
+    state.metrics.record(outcome);
+    if state.access_log {
+        // The path only: query strings may carry parameters that are nobody's business in a log.
+        tracing::info!(
+            target: "tollgate::access",
+            listener = %state.name,
+            remote = %remote.ip(),
+            method = %method,
+            path = path.as_ref().map_or("/", |p| p.path()),
+            status = response.status().as_u16(),
+            outcome = outcome.as_str(),
+            token_id = identity.as_ref().map_or("-", |i| i.id.as_str()),
+            upstream_ms = upstream_time.map(|t| t.as_secs_f64() * 1000.0),
+            "access"
+        );
+    }
+    Ok(response)
+}
+
+/// Sends an authenticated request upstream and streams the answer back.
+async fn forward(
+    state: &ListenerState,
+    remote: SocketAddr,
+    identity: &Identity,
+    request: Request<Incoming>,
+) -> (Response<ProxyBody>, Outcome, Duration) {
+    let (mut parts, body) = request.into_parts();
+    let arrived_over_h2 = parts.version == Version::HTTP_2;
+
+    // HTTP/2 carries the host in the URI's authority; HTTP/1.1 in `Host`.
+    let host = parts.headers.get(HOST).cloned().or_else(|| {
+        parts
+            .uri
+            .authority()
+            .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
+    });
+    let mut uri = http::uri::Parts::default();
+    uri.scheme = Some(state.upstream.scheme.clone());
+    uri.authority = Some(state.upstream.authority.clone());
+    uri.path_and_query = Some(
+        parts
+            .uri
+            .path_and_query()
+            .cloned()
+            .unwrap_or_else(|| PathAndQuery::from_static("/")),
+    );
+    // Scheme, authority and an already valid path always make a URI.
+    parts.uri = Uri::from_parts(uri).expect("upstream URI parts are valid");
+    // The upstream speaks HTTP/1.1 whatever the client spoke.
+    parts.version = Version::HTTP_11;
+
+    let headers = &mut parts.headers;
+    headers::remove_hop_by_hop(headers);
+    headers::remove_own_headers(headers);
+    if arrived_over_h2 {
+        join_cookies(headers);
+    }
+    if let Some(host) = host {
+        headers.insert(HOST, host.clone());
+        headers.insert(headers::X_FORWARDED_HOST, host);
+    }
+    headers::append_forwarded_for(headers, &remote.ip().to_string());
+    headers.insert(headers::X_FORWARDED_PROTO, HeaderValue::from_static("http"));
+    headers.insert(
+        headers::TOKEN_ID,
+        HeaderValue::from_str(identity.id.as_str()).expect("token ids are header-safe"),
+    );
+    headers.insert(headers::TOKEN_NAME, identity.name.clone());
+
+    let started = Instant::now();
+    let sent = state.client.request(Request::from_parts(parts, body));
+    match tokio::time::timeout(state.upstream_timeout, sent).await {
+        Ok(Ok(response)) => {
+            let elapsed = started.elapsed();
+            let (mut parts, body) = response.into_parts();
+            headers::remove_hop_by_hop(&mut parts.headers);
+            (
+                Response::from_parts(parts, Either::Left(body)),
+                Outcome::Forwarded,
+                elapsed,
+            )
+        }
+        Ok(Err(e)) => {
+            tracing::warn!(
+                listener = %state.name,
+                upstream = %state.upstream.authority,
+                error = %crate::ErrorChain(&e),
+                "upstream request failed"
+            );
+            (
+                respond::upstream_unavailable(),
+                Outcome::UpstreamUnavailable,
+                started.elapsed(),
+            )
+        }
+        Err(_) => {
+            tracing::warn!(
+                listener = %state.name,
+                upstream = %state.upstream.authority,
+                timeout_ms = state.upstream_timeout.as_millis() as u64,
+                "upstream timed out"
+            );
+            (
+                respond::upstream_timed_out(),
+                Outcome::UpstreamTimeout,
+                started.elapsed(),
+            )
+        }
+    }
+}
+
+/// HTTP/2 may split `Cookie` into several fields; an HTTP/1.1 upstream expects one
+/// (RFC 9113 §8.2.3).
+fn join_cookies(headers: &mut http::HeaderMap) {
+    let mut values = headers.get_all(COOKIE).iter();
+    let (Some(first), Some(_)) = (values.next(), values.next()) else {
+        return;
+    };
+    let mut joined = first.as_bytes().to_vec();
+    for value in headers.get_all(COOKIE).iter().skip(1) {
+        joined.extend_from_slice(b"; ");
+        joined.extend_from_slice(value.as_bytes());
+    }
+    if let Ok(joined) = HeaderValue::from_bytes(&joined) {
+        headers.insert(COOKIE, joined);
+    }
+}

@@ -1,0 +1,141 @@
+//! Write-through token management: every change is committed to the store, then applied to the
+//! cache, then acknowledged. This ordering is the revocation promise: a request that starts after
+//! a revoke returns finds the token refused.
+//!
+//! All methods block (redb commits fsync); async callers run them on the blocking pool.
+
+use std::sync::{Arc, Mutex};
+
+use crate::cache::TokenCache;
+use crate::store::{DeleteOutcome, Event, Page, RevokeOutcome, Store, StoreError};
+use crate::time;
+use crate::token::{TokenId, TokenRecord, TokenSecret, TokenSpec, TokenStatus};
+
+pub struct Registry {
+    store: Store,
+    cache: Arc<TokenCache>,
+    /// Held from a commit until the cache reflects it, so that the cache applies changes in
+    /// commit order (two racing changes to one token cannot land in the cache reversed).
+    write_order: Mutex<()>,
+}
+
+impl Registry {
+    /// Loads every token from the store into a new cache.
+    pub fn load(store: Store) -> Result<Registry, StoreError> {
+        let cache = TokenCache::new();
+        store.load_all(|record| {
+            cache.upsert(&record);
+        })?;
+        Ok(Registry {
+            store,
+            cache: Arc::new(cache),
+            write_order: Mutex::new(()),
+        })
+    }
+
+    pub fn cache(&self) -> &Arc<TokenCache> {
+        &self.cache
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    fn ordered(&self) -> std::sync::MutexGuard<'_, ()> {
+        // The guarded data is `()`: a panic elsewhere cannot leave it inconsistent.
+        self.write_order.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Creates a token; the secret is returned this once and kept nowhere.
+    pub fn create(
+        &self,
+        spec: TokenSpec,
+        actor: &str,
+    ) -> Result<(TokenRecord, TokenSecret), StoreError> {
+        let secret = TokenSecret::generate();
+        let record = TokenRecord {
+            id: TokenId::generate(),
+            name: spec.name,
+            description: spec.description,
+            digest: secret.digest(),
+            hint: secret.hint(),
+            permissions: spec.permissions,
+            created_at: time::now(),
+            expires_at: spec.expires_at,
+            revoked_at: None,
+            revoke_reason: None,
+            last_used_at: None,
+        };
+        let _order = self.ordered();
+        self.store.create(&record, actor)?;
+        self.cache.upsert(&record);
+        Ok((record, secret))
+    }
+
+    /// Revokes tokens in one transaction; refused from the next request on.
+    pub fn revoke(
+        &self,
+        ids: &[TokenId],
+        reason: Option<&str>,
+        actor: &str,
+    ) -> Result<RevokeOutcome, StoreError> {
+        let _order = self.ordered();
+        let outcome = self.store.revoke(ids, reason, actor, time::now())?;
+        for record in &outcome.revoked {
+            self.cache.upsert(record);
+        }
+        Ok(outcome)
+    }
+
+    /// Deletes tokens in one transaction; refused from the next request on.
+    pub fn delete(&self, ids: &[TokenId], actor: &str) -> Result<DeleteOutcome, StoreError> {
+        let _order = self.ordered();
+        let outcome = self.store.delete(ids, actor, time::now())?;
+        for record in &outcome.deleted {
+            self.cache.mark_deleted(&record.digest);
+        }
+        Ok(outcome)
+    }
+
+    /// A record, with the last-used time this process has seen if it is newer than the stored one.
+    pub fn get(&self, id: &TokenId) -> Result<Option<TokenRecord>, StoreError> {
+        Ok(self.store.get(id)?.map(|r| self.with_live_last_used(r)))
+    }
+
+    pub fn list(
+        &self,
+        status: Option<TokenStatus>,
+        limit: usize,
+        after: Option<&TokenId>,
+    ) -> Result<Page, StoreError> {
+        let mut page = self.store.list(status, limit, after, time::now())?;
+        page.tokens = page
+            .tokens
+            .into_iter()
+            .map(|r| self.with_live_last_used(r))
+            .collect();
+        Ok(page)
+    }
+
+    pub fn events(&self, limit: usize, before: Option<u64>) -> Result<Vec<Event>, StoreError> {
+        self.store.events(limit, before)
+    }
+
+    pub fn events_of(&self, id: &TokenId) -> Result<Vec<Event>, StoreError> {
+        self.store.events_of(id)
+    }
+
+    /// Writes the last-used times gathered since the previous call (one transaction).
+    pub fn flush_last_used(&self) -> Result<usize, StoreError> {
+        let uses = self.cache.take_last_used();
+        self.store.record_last_used(&uses)?;
+        Ok(uses.len())
+    }
+
+    fn with_live_last_used(&self, mut record: TokenRecord) -> TokenRecord {
+        if let Some(live) = self.cache.last_used(&record.digest) {
+            record.last_used_at = Some(record.last_used_at.map_or(live, |t| t.max(live)));
+        }
+        record
+    }
+}

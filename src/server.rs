@@ -1,0 +1,181 @@
+//! `tollgate serve`: start in a fixed order (config → store → cache → bind → ready), then serve
+//! until told to stop, then drain, in one path.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+
+use crate::admin::{self, AdminCredential, AdminState, CredentialError};
+use crate::config::Config;
+use crate::metrics::Metrics;
+use crate::proxy::{self, ListenerState};
+use crate::registry::Registry;
+use crate::store::{Store, StoreError};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Credential(#[from] CredentialError),
+    #[error("cannot listen on {addr} for {listener}: {source}")]
+    Bind {
+        listener: String,
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("the store could not be opened: the blocking pool failed")]
+    Startup,
+}
+
+/// A started server: bound, loaded and ready.
+pub struct Running {
+    pub admin_addr: SocketAddr,
+    pub listener_addrs: Vec<(String, SocketAddr)>,
+    registry: Arc<Registry>,
+    stop: watch::Sender<bool>,
+    tasks: JoinSet<()>,
+}
+
+/// Opens the store, loads the cache, binds every listener and starts serving.
+pub async fn start(config: &Config) -> Result<Running, ServerError> {
+    let store_path = config.store_path.clone();
+    let registry = tokio::task::spawn_blocking(move || -> Result<Registry, StoreError> {
+        let store = Store::open(&store_path)?;
+        Registry::load(store)
+    })
+    .await
+    .map_err(|_| ServerError::Startup)??;
+    let registry = Arc::new(registry);
+    tracing::info!(
+        store = %config.store_path.display(),
+        tokens = registry.cache().len(),
+        "store opened"
+    );
+
+    let (credential, created) = AdminCredential::load_or_create(&config.admin.token_file)?;
+    if created {
+        tracing::info!(
+            path = %config.admin.token_file.display(),
+            "generated a new admin token; read it from this file"
+        );
+    }
+
+    let metrics = Arc::new(Metrics::new());
+    let ready = Arc::new(AtomicBool::new(false));
+    let (stop, stop_rx) = watch::channel(false);
+    let grace = config.shutdown_grace;
+
+    // Bind everything before serving anything: a port that is taken stops the start cleanly.
+    let mut bound = Vec::with_capacity(config.listeners.len());
+    for listener in &config.listeners {
+        let tcp = bind(&listener.name, listener.bind).await?;
+        bound.push((listener, tcp));
+    }
+    let admin_tcp = bind("admin", config.admin.bind).await?;
+    let admin_addr = local_addr(&admin_tcp, config.admin.bind);
+
+    let mut tasks = JoinSet::new();
+    let mut listener_addrs = Vec::new();
+    for (listener, tcp) in bound {
+        let addr = local_addr(&tcp, listener.bind);
+        tracing::info!(listener = %listener.name, addr = %addr, upstream = %listener.upstream.authority, "listening");
+        listener_addrs.push((listener.name.clone(), addr));
+        let state = Arc::new(ListenerState::new(
+            listener,
+            registry.cache().clone(),
+            metrics.listener(&listener.name),
+            config.log.access,
+        ));
+        tasks.spawn(proxy::serve(tcp, state, stop_rx.clone(), grace));
+    }
+    tracing::info!(listener = "admin", addr = %admin_addr, "listening");
+    let admin_state = Arc::new(AdminState {
+        registry: registry.clone(),
+        metrics: metrics.clone(),
+        credential,
+        ready: ready.clone(),
+    });
+    tasks.spawn(admin::serve(admin_tcp, admin_state, stop_rx.clone(), grace));
+    tasks.spawn(flush_last_used(
+        registry.clone(),
+        metrics.clone(),
+        config.last_used_flush,
+        stop_rx,
+    ));
+
+    ready.store(true, Ordering::Release);
+    tracing::info!(admin = %admin_addr, "ready");
+    Ok(Running {
+        admin_addr,
+        listener_addrs,
+        registry,
+        stop,
+        tasks,
+    })
+}
+
+impl Running {
+    /// Serves until `signal` completes, then stops accepting, drains within the grace period and
+    /// writes the last-used times still in memory.
+    pub async fn run_until(mut self, signal: impl Future<Output = &'static str>) {
+        tokio::select! {
+            name = signal => tracing::info!(signal = name, "stopping: draining in-flight requests"),
+            // A serving task only ends on its own if it failed; stop the rest too.
+            _ = self.tasks.join_next() => tracing::error!("a listener stopped unexpectedly; stopping"),
+        }
+        self.stop.send_replace(true);
+        while self.tasks.join_next().await.is_some() {}
+        let registry = self.registry.clone();
+        match tokio::task::spawn_blocking(move || registry.flush_last_used()).await {
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => tracing::warn!(error = %e, "could not write last-used times"),
+            Err(_) => tracing::warn!("could not write last-used times"),
+        }
+        tracing::info!("stopped");
+    }
+}
+
+async fn bind(name: &str, addr: SocketAddr) -> Result<TcpListener, ServerError> {
+    TcpListener::bind(addr)
+        .await
+        .map_err(|source| ServerError::Bind {
+            listener: name.to_owned(),
+            addr,
+            source,
+        })
+}
+
+fn local_addr(listener: &TcpListener, configured: SocketAddr) -> SocketAddr {
+    listener.local_addr().unwrap_or(configured)
+}
+
+/// Writes last-used times in coalesced batches: one transaction per interval at most, never a disk
+/// write per request.
+async fn flush_last_used(
+    registry: Arc<Registry>,
+    metrics: Arc<Metrics>,
+    every: Duration,
+    mut stop: watch::Receiver<bool>,
+) {
+    let mut ticks = tokio::time::interval(every);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = ticks.tick() => {}
+            _ = stop.changed() => return,
+        }
+        metrics.upkeep();
+        let registry = registry.clone();
+        match tokio::task::spawn_blocking(move || registry.flush_last_used()).await {
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => tracing::warn!(error = %e, "could not write last-used times"),
+            Err(_) => return,
+        }
+    }
+}

@@ -1,0 +1,593 @@
+//! The token store: a redb file, the only module that names redb.
+//!
+//! Tables:
+//! - `meta`: the schema version.
+//! - `tokens`: id → record (JSON; holds the digest, never a secret).
+//! - `digests`: SHA-256 digest → id, the index the cache is rebuilt from and imports check.
+//! - `names`: name → id, so that names stay unique without a scan.
+//! - `created`: (created_at, id) → (), the newest-first order for listing and paging.
+//! - `events`: sequence → event. One entry per change to a token, in commit order. It is at once
+//!   the audit trail (who did what, when, why) and the change log that other processes sharing
+//!   the file will tail: each event carries the token's digest, which is all a cache needs to
+//!   drop a deleted token.
+//!
+//! Every mutation is one write transaction with immediate durability (redb's default): when a
+//! method returns `Ok`, the change is on disk. Every method blocks; async callers run them on the
+//! blocking pool.
+
+use std::path::{Path, PathBuf};
+
+use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition, TableHandle};
+use serde::{Deserialize, Serialize};
+
+use crate::time::UnixSeconds;
+use crate::token::{PermissionSet, TokenDigest, TokenId, TokenRecord, TokenStatus};
+
+/// The layout written by this version. A file with another version is refused rather than guessed at.
+pub const SCHEMA_VERSION: u64 = 1;
+
+const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
+const TOKENS: TableDefinition<&str, &[u8]> = TableDefinition::new("tokens");
+const DIGESTS: TableDefinition<&[u8; 32], &str> = TableDefinition::new("digests");
+const NAMES: TableDefinition<&str, &str> = TableDefinition::new("names");
+const CREATED: TableDefinition<(i64, &str), ()> = TableDefinition::new("created");
+const EVENTS: TableDefinition<u64, &[u8]> = TableDefinition::new("events");
+
+const SCHEMA_KEY: &str = "schema_version";
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("cannot create the store's directory {path}: {source}")]
+    CreateDir {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("cannot open the store {path}: {source}")]
+    Open {
+        path: PathBuf,
+        source: redb::DatabaseError,
+    },
+    #[error(
+        "the store {path} has schema version {found}, but this tollgate reads version {expected}; \
+         use the tollgate release that wrote it"
+    )]
+    UnknownSchema {
+        path: PathBuf,
+        found: u64,
+        expected: u64,
+    },
+    #[error("the store {path} is not a tollgate store (it has tables but no schema version)")]
+    NotTollgate { path: PathBuf },
+    #[error("store: {0}")]
+    Redb(#[from] redb::Error),
+    #[error("store: a record is corrupt: {0}")]
+    Corrupt(String),
+    #[error("a token named {0:?} already exists")]
+    NameTaken(String),
+    #[error("this token is already in the store")]
+    DigestTaken,
+}
+
+macro_rules! from_redb {
+    ($($t:ty),+) => {$(
+        impl From<$t> for StoreError {
+            fn from(e: $t) -> Self {
+                StoreError::Redb(e.into())
+            }
+        }
+    )+};
+}
+from_redb!(
+    redb::TransactionError,
+    redb::TableError,
+    redb::StorageError,
+    redb::CommitError
+);
+
+/// What happened to a token, as the audit trail and the change log record it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EventAction {
+    Created,
+    Revoked,
+    Deleted,
+}
+
+impl EventAction {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EventAction::Created => "created",
+            EventAction::Revoked => "revoked",
+            EventAction::Deleted => "deleted",
+        }
+    }
+}
+
+/// One committed change. Never holds a secret.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Event {
+    pub seq: u64,
+    pub at: UnixSeconds,
+    pub action: EventAction,
+    pub token_id: TokenId,
+    pub token_name: String,
+    pub digest: TokenDigest,
+    pub actor: String,
+    pub reason: Option<String>,
+}
+
+/// The outcome of a bulk revoke, in the order the ids were given (duplicates once).
+#[derive(Debug, Default)]
+pub struct RevokeOutcome {
+    pub revoked: Vec<TokenRecord>,
+    pub already_revoked: Vec<TokenRecord>,
+    pub not_found: Vec<TokenId>,
+    pub events: Vec<Event>,
+}
+
+#[derive(Debug, Default)]
+pub struct DeleteOutcome {
+    pub deleted: Vec<TokenRecord>,
+    pub not_found: Vec<TokenId>,
+    pub events: Vec<Event>,
+}
+
+/// One page of a listing, newest first.
+#[derive(Debug)]
+pub struct Page {
+    pub tokens: Vec<TokenRecord>,
+    /// The id to pass as `after` for the next page; `None` on the last page.
+    pub next: Option<TokenId>,
+}
+
+pub struct Store {
+    db: Database,
+    path: PathBuf,
+}
+
+impl Store {
+    /// Opens the store, creating the file and its directory on first start, and checks the schema.
+    pub fn open(path: &Path) -> Result<Store, StoreError> {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(|source| StoreError::CreateDir {
+                path: dir.to_owned(),
+                source,
+            })?;
+        }
+        let db = Database::create(path).map_err(|source| StoreError::Open {
+            path: path.to_owned(),
+            source,
+        })?;
+        let store = Store {
+            db,
+            path: path.to_owned(),
+        };
+        store.ensure_schema()?;
+        Ok(store)
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn ensure_schema(&self) -> Result<(), StoreError> {
+        let txn = self.db.begin_write()?;
+        {
+            let mut meta = txn.open_table(META)?;
+            let found = meta.get(SCHEMA_KEY)?.map(|v| v.value());
+            match found {
+                Some(SCHEMA_VERSION) => {}
+                Some(found) => {
+                    return Err(StoreError::UnknownSchema {
+                        path: self.path.clone(),
+                        found,
+                        expected: SCHEMA_VERSION,
+                    });
+                }
+                None => {
+                    // A fresh file: nothing but the meta table we just opened may exist.
+                    if txn.list_tables()?.any(|t| t.name() != "meta") {
+                        return Err(StoreError::NotTollgate {
+                            path: self.path.clone(),
+                        });
+                    }
+                    meta.insert(SCHEMA_KEY, SCHEMA_VERSION)?;
+                }
+            }
+            // Create every table now so that readers never meet a missing one.
+            txn.open_table(TOKENS)?;
+            txn.open_table(DIGESTS)?;
+            txn.open_table(NAMES)?;
+            txn.open_table(CREATED)?;
+            txn.open_table(EVENTS)?;
+        }
+        txn.commit()?;
+        Ok(())
+    }
+
+    /// Calls `each` with every record, and returns the last event's sequence number: the point
+    /// from which this reader is up to date.
+    pub fn load_all(&self, mut each: impl FnMut(TokenRecord)) -> Result<u64, StoreError> {
+        let txn = self.db.begin_read()?;
+        let tokens = txn.open_table(TOKENS)?;
+        for entry in tokens.iter()? {
+            let (_, value) = entry?;
+            each(decode_record(value.value())?);
+        }
+        let events = txn.open_table(EVENTS)?;
+        Ok(events.last()?.map_or(0, |(k, _)| k.value()))
+    }
+
+    /// Adds a new token. Refuses a name or digest that is already present.
+    pub fn create(&self, record: &TokenRecord, actor: &str) -> Result<Event, StoreError> {
+        let txn = self.db.begin_write()?;
+        let event;
+        {
+            let mut tokens = txn.open_table(TOKENS)?;
+            let mut digests = txn.open_table(DIGESTS)?;
+            let mut names = txn.open_table(NAMES)?;
+            let mut created = txn.open_table(CREATED)?;
+            let mut events = txn.open_table(EVENTS)?;
+            if names.get(record.name.as_str())?.is_some() {
+                return Err(StoreError::NameTaken(record.name.clone()));
+            }
+            if digests.get(record.digest.as_bytes())?.is_some() {
+                return Err(StoreError::DigestTaken);
+            }
+            if tokens.get(record.id.as_str())?.is_some() {
+                // 80 random bits make this practically impossible; refuse rather than overwrite.
+                return Err(StoreError::Corrupt(format!(
+                    "id {} already exists",
+                    record.id
+                )));
+            }
+            let id = record.id.as_str();
+            tokens.insert(id, encode_record(record).as_slice())?;
+            digests.insert(record.digest.as_bytes(), id)?;
+            names.insert(record.name.as_str(), id)?;
+            created.insert((record.created_at, id), ())?;
+            event = append_event(
+                &mut events,
+                record,
+                EventAction::Created,
+                record.created_at,
+                actor,
+                None,
+            )?;
+        }
+        txn.commit()?;
+        Ok(event)
+    }
+
+    /// Revokes every listed token that is not revoked yet, in one transaction.
+    pub fn revoke(
+        &self,
+        ids: &[TokenId],
+        reason: Option<&str>,
+        actor: &str,
+        now: UnixSeconds,
+    ) -> Result<RevokeOutcome, StoreError> {
+        let mut outcome = RevokeOutcome::default();
+        let txn = self.db.begin_write()?;
+        {
+            let mut tokens = txn.open_table(TOKENS)?;
+            let mut events = txn.open_table(EVENTS)?;
+            for id in dedup(ids) {
+                let Some(mut record) = get_record(&tokens, id)? else {
+                    outcome.not_found.push(*id);
+                    continue;
+                };
+                if !record.revoke(now, reason) {
+                    outcome.already_revoked.push(record);
+                    continue;
+                }
+                tokens.insert(id.as_str(), encode_record(&record).as_slice())?;
+                outcome.events.push(append_event(
+                    &mut events,
+                    &record,
+                    EventAction::Revoked,
+                    now,
+                    actor,
+                    reason,
+                )?);
+                outcome.revoked.push(record);
+            }
+        }
+        if outcome.events.is_empty() {
+            // Nothing changed; nothing to make durable.
+            txn.abort()?;
+        } else {
+            txn.commit()?;
+        }
+        Ok(outcome)
+    }
+
+    /// Deletes every listed token: its record, digest, name and place in the listing go, in one
+    /// transaction. The audit trail keeps a `deleted` event.
+    pub fn delete(
+        &self,
+        ids: &[TokenId],
+        actor: &str,
+        now: UnixSeconds,
+    ) -> Result<DeleteOutcome, StoreError> {
+        let mut outcome = DeleteOutcome::default();
+        let txn = self.db.begin_write()?;
+        {
+            let mut tokens = txn.open_table(TOKENS)?;
+            let mut digests = txn.open_table(DIGESTS)?;
+            let mut names = txn.open_table(NAMES)?;
+            let mut created = txn.open_table(CREATED)?;
+            let mut events = txn.open_table(EVENTS)?;
+            for id in dedup(ids) {
+                let Some(record) = get_record(&tokens, id)? else {
+                    outcome.not_found.push(*id);
+                    continue;
+                };
+                tokens.remove(id.as_str())?;
+                digests.remove(record.digest.as_bytes())?;
+                names.remove(record.name.as_str())?;
+                created.remove((record.created_at, id.as_str()))?;
+                outcome.events.push(append_event(
+                    &mut events,
+                    &record,
+                    EventAction::Deleted,
+                    now,
+                    actor,
+                    None,
+                )?);
+                outcome.deleted.push(record);
+            }
+        }
+        if outcome.events.is_empty() {
+            txn.abort()?;
+        } else {
+            txn.commit()?;
+        }
+        Ok(outcome)
+    }
+
+    /// Writes last-used times gathered in memory, in one transaction. A token deleted meanwhile is
+    /// skipped; a time never moves backwards.
+    pub fn record_last_used(&self, uses: &[(TokenId, UnixSeconds)]) -> Result<(), StoreError> {
+        if uses.is_empty() {
+            return Ok(());
+        }
+        let txn = self.db.begin_write()?;
+        {
+            let mut tokens = txn.open_table(TOKENS)?;
+            for (id, at) in uses {
+                let Some(mut record) = get_record(&tokens, id)? else {
+                    continue;
+                };
+                if record.last_used_at.is_some_and(|t| t >= *at) {
+                    continue;
+                }
+                record.last_used_at = Some(*at);
+                tokens.insert(id.as_str(), encode_record(&record).as_slice())?;
+            }
+        }
+        txn.commit()?;
+        Ok(())
+    }
+
+    pub fn get(&self, id: &TokenId) -> Result<Option<TokenRecord>, StoreError> {
+        let txn = self.db.begin_read()?;
+        let tokens = txn.open_table(TOKENS)?;
+        get_record(&tokens, id)
+    }
+
+    /// Tokens newest first, optionally of one status, starting after the token `after`.
+    /// An `after` that names no token gives an empty page: the token was deleted meanwhile, and
+    /// the client must start again rather than silently skip or repeat records.
+    pub fn list(
+        &self,
+        status: Option<TokenStatus>,
+        limit: usize,
+        after: Option<&TokenId>,
+        now: UnixSeconds,
+    ) -> Result<Page, StoreError> {
+        let txn = self.db.begin_read()?;
+        let tokens = txn.open_table(TOKENS)?;
+        let created = txn.open_table(CREATED)?;
+        let mut page = Vec::new();
+        let mut iter = match after {
+            None => created.iter()?,
+            Some(after) => match get_record(&tokens, after)? {
+                Some(r) => created.range(..(r.created_at, after.as_str()))?,
+                None => {
+                    return Ok(Page {
+                        tokens: page,
+                        next: None,
+                    });
+                }
+            },
+        };
+        let mut has_more = false;
+        while let Some(entry) = iter.next_back() {
+            let (key, _) = entry?;
+            let id = key.value().1;
+            let id = TokenId::parse(id).ok_or_else(|| StoreError::Corrupt(format!("id {id:?}")))?;
+            let Some(record) = get_record(&tokens, &id)? else {
+                return Err(StoreError::Corrupt(format!("listed id {id} has no record")));
+            };
+            if status.is_some_and(|s| record.status(now) != s) {
+                continue;
+            }
+            if page.len() == limit {
+                has_more = true;
+                break;
+            }
+            page.push(record);
+        }
+        let next = if has_more {
+            page.last().map(|r| r.id)
+        } else {
+            None
+        };
+        Ok(Page { tokens: page, next })
+    }
+
+    /// Events newest first, those before the sequence number `before` when given.
+    pub fn events(&self, limit: usize, before: Option<u64>) -> Result<Vec<Event>, StoreError> {
+        let txn = self.db.begin_read()?;
+        let events = txn.open_table(EVENTS)?;
+        let mut iter = events.range(..before.unwrap_or(u64::MAX))?;
+        let mut out = Vec::new();
+        while out.len() < limit {
+            let Some(entry) = iter.next_back() else { break };
+            let (seq, value) = entry?;
+            out.push(decode_event(seq.value(), value.value())?);
+        }
+        Ok(out)
+    }
+
+    /// Events of one token, oldest first.
+    pub fn events_of(&self, id: &TokenId) -> Result<Vec<Event>, StoreError> {
+        let txn = self.db.begin_read()?;
+        let events = txn.open_table(EVENTS)?;
+        let mut out = Vec::new();
+        for entry in events.iter()? {
+            let (seq, value) = entry?;
+            let event = decode_event(seq.value(), value.value())?;
+            if event.token_id == *id {
+                out.push(event);
+            }
+        }
+        Ok(out)
+    }
+}
+
+fn dedup(ids: &[TokenId]) -> impl Iterator<Item = &TokenId> {
+    let mut seen = std::collections::HashSet::new();
+    ids.iter().filter(move |id| seen.insert(**id))
+}
+
+fn get_record(
+    tokens: &impl ReadableTable<&'static str, &'static [u8]>,
+    id: &TokenId,
+) -> Result<Option<TokenRecord>, StoreError> {
+    tokens
+        .get(id.as_str())?
+        .map(|v| decode_record(v.value()))
+        .transpose()
+}
+
+fn append_event(
+    events: &mut redb::Table<u64, &[u8]>,
+    record: &TokenRecord,
+    action: EventAction,
+    at: UnixSeconds,
+    actor: &str,
+    reason: Option<&str>,
+) -> Result<Event, StoreError> {
+    let seq = events.last()?.map_or(0, |(k, _)| k.value()) + 1;
+    let event = Event {
+        seq,
+        at,
+        action,
+        token_id: record.id,
+        token_name: record.name.clone(),
+        digest: record.digest,
+        actor: actor.to_owned(),
+        reason: reason.map(str::to_owned),
+    };
+    events.insert(seq, encode_event(&event).as_slice())?;
+    Ok(event)
+}
+
+// ---- the stored forms: JSON, so that a file can be inspected and a schema change is explicit ----
+
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct StoredRecord {
+    id: String,
+    name: String,
+    description: String,
+    digest: String,
+    hint: String,
+    permissions: Vec<String>,
+    created_at: i64,
+    expires_at: Option<i64>,
+    revoked_at: Option<i64>,
+    revoke_reason: Option<String>,
+    last_used_at: Option<i64>,
+}
+
+fn encode_record(r: &TokenRecord) -> Vec<u8> {
+    let stored = StoredRecord {
+        id: r.id.to_string(),
+        name: r.name.clone(),
+        description: r.description.clone(),
+        digest: r.digest.to_hex(),
+        hint: r.hint.clone(),
+        permissions: r.permissions.to_strings(),
+        created_at: r.created_at,
+        expires_at: r.expires_at,
+        revoked_at: r.revoked_at,
+        revoke_reason: r.revoke_reason.clone(),
+        last_used_at: r.last_used_at,
+    };
+    // Strings, numbers and lists always serialise.
+    serde_json::to_vec(&stored).expect("a record serialises")
+}
+
+fn decode_record(bytes: &[u8]) -> Result<TokenRecord, StoreError> {
+    let s: StoredRecord =
+        serde_json::from_slice(bytes).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+    let corrupt = |what: &str| StoreError::Corrupt(format!("token {}: bad {what}", s.id));
+    Ok(TokenRecord {
+        id: TokenId::parse(&s.id).ok_or_else(|| corrupt("id"))?,
+        digest: TokenDigest::from_hex(&s.digest).ok_or_else(|| corrupt("digest"))?,
+        permissions: PermissionSet::parse_all(&s.permissions)
+            .map_err(|_| corrupt("permissions"))?,
+        name: s.name,
+        description: s.description,
+        hint: s.hint,
+        created_at: s.created_at,
+        expires_at: s.expires_at,
+        revoked_at: s.revoked_at,
+        revoke_reason: s.revoke_reason,
+        last_used_at: s.last_used_at,
+    })
+}
+
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct StoredEvent {
+    at: i64,
+    action: EventAction,
+    token_id: String,
+    token_name: String,
+    digest: String,
+    actor: String,
+    reason: Option<String>,
+}
+
+fn encode_event(e: &Event) -> Vec<u8> {
+    let stored = StoredEvent {
+        at: e.at,
+        action: e.action,
+        token_id: e.token_id.to_string(),
+        token_name: e.token_name.clone(),
+        digest: e.digest.to_hex(),
+        actor: e.actor.clone(),
+        reason: e.reason.clone(),
+    };
+    serde_json::to_vec(&stored).expect("an event serialises")
+}
+
+fn decode_event(seq: u64, bytes: &[u8]) -> Result<Event, StoreError> {
+    let s: StoredEvent =
+        serde_json::from_slice(bytes).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+    let corrupt = |what: &str| StoreError::Corrupt(format!("event {seq}: bad {what}"));
+    Ok(Event {
+        seq,
+        at: s.at,
+        action: s.action,
+        token_id: TokenId::parse(&s.token_id).ok_or_else(|| corrupt("token id"))?,
+        digest: TokenDigest::from_hex(&s.digest).ok_or_else(|| corrupt("digest"))?,
+        token_name: s.token_name,
+        actor: s.actor,
+        reason: s.reason,
+    })
+}

@@ -1,0 +1,71 @@
+//! Token ids: short, URL-safe, random, unrelated to the secret.
+
+use std::fmt;
+
+/// Lowercase Crockford base32: no `i`, `l`, `o` or `u`, so ids read back without confusion.
+const ALPHABET: &[u8; 32] = b"0123456789abcdefghjkmnpqrstvwxyz";
+const ID_LEN: usize = 16;
+
+/// 16 characters of base32: 80 random bits, so ids never collide in practice (the store still
+/// refuses a duplicate). Kept inline so that the cache holds no heap allocation for it.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct TokenId([u8; ID_LEN]);
+
+impl TokenId {
+    pub fn generate() -> Self {
+        let random: [u8; ID_LEN] = super::random_bytes();
+        TokenId(random.map(|b| ALPHABET[usize::from(b & 31)]))
+    }
+
+    /// Accepts only what `generate` can produce.
+    pub fn parse(s: &str) -> Option<Self> {
+        let bytes: [u8; ID_LEN] = s.as_bytes().try_into().ok()?;
+        bytes
+            .iter()
+            .all(|b| ALPHABET.contains(b))
+            .then_some(TokenId(bytes))
+    }
+
+    pub fn as_str(&self) -> &str {
+        // Only ALPHABET's ASCII bytes ever reach the array (generate and parse both ensure it).
+        std::str::from_utf8(&self.0).expect("token ids are ASCII")
+    }
+}
+
+impl fmt::Display for TokenId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl fmt::Debug for TokenId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "TokenId({})", self.as_str())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn generated_ids_round_trip_and_differ() {
+        let a = TokenId::generate();
+        assert_eq!(TokenId::parse(a.as_str()), Some(a));
+        assert_ne!(a, TokenId::generate());
+        assert_eq!(a.as_str().len(), 16);
+    }
+
+    #[test]
+    fn parse_rejects_foreign_strings() {
+        for bad in [
+            "",
+            "short",
+            "0123456789abcdefg",
+            "0123456789abcdeI",
+            "../../etc/passwd0",
+        ] {
+            assert_eq!(TokenId::parse(bad), None, "{bad:?}");
+        }
+    }
+}
