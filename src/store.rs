@@ -591,3 +591,152 @@ fn decode_event(seq: u64, bytes: &[u8]) -> Result<Event, StoreError> {
         reason: s.reason,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::token::TokenSecret;
+
+    fn record(name: &str, created_at: i64) -> TokenRecord {
+        let secret = TokenSecret::generate();
+        TokenRecord {
+            id: TokenId::generate(),
+            name: name.into(),
+            description: String::new(),
+            digest: secret.digest(),
+            hint: secret.hint(),
+            permissions: PermissionSet::preset("telegraf-agent").unwrap(),
+            created_at,
+            expires_at: None,
+            revoked_at: None,
+            revoke_reason: None,
+            last_used_at: None,
+        }
+    }
+
+    fn open() -> (tempfile::TempDir, Store) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("nested/dir/tollgate.redb")).unwrap();
+        (dir, store)
+    }
+
+    #[test]
+    fn an_unknown_schema_version_is_refused_with_a_message() {
+        let (dir, store) = open();
+        let path = store.path().to_owned();
+        {
+            let txn = store.db.begin_write().unwrap();
+            txn.open_table(META).unwrap().insert(SCHEMA_KEY, 99).unwrap();
+            txn.commit().unwrap();
+        }
+        drop(store);
+        let err = Store::open(&path).err().unwrap();
+        assert!(matches!(err, StoreError::UnknownSchema { found: 99, .. }));
+        assert!(err.to_string().contains("schema version 99"), "{err}");
+        drop(dir);
+    }
+
+    #[test]
+    fn names_and_digests_are_unique() {
+        let (_dir, store) = open();
+        let a = record("a", 1);
+        store.create(&a, "test").unwrap();
+        let mut clash = record("a", 2);
+        assert!(matches!(
+            store.create(&clash, "test"),
+            Err(StoreError::NameTaken(_))
+        ));
+        clash.name = "b".into();
+        clash.digest = a.digest;
+        assert!(matches!(
+            store.create(&clash, "test"),
+            Err(StoreError::DigestTaken)
+        ));
+        // Deleting frees the name.
+        store.delete(&[a.id], "test", 5).unwrap();
+        store.create(&record("a", 6), "test").unwrap();
+    }
+
+    #[test]
+    fn bulk_revoke_reports_each_id_and_logs_events() {
+        let (_dir, store) = open();
+        let (a, b) = (record("a", 1), record("b", 2));
+        store.create(&a, "test").unwrap();
+        store.create(&b, "test").unwrap();
+        store.revoke(&[b.id], Some("first"), "test", 10).unwrap();
+        let unknown = TokenId::generate();
+        let outcome = store
+            .revoke(&[a.id, b.id, unknown, a.id], Some("second"), "ops", 20)
+            .unwrap();
+        assert_eq!(outcome.revoked.iter().map(|r| r.id).collect::<Vec<_>>(), [a.id]);
+        assert_eq!(outcome.already_revoked[0].revoked_at, Some(10));
+        assert_eq!(outcome.already_revoked[0].revoke_reason.as_deref(), Some("first"));
+        assert_eq!(outcome.not_found, [unknown]);
+        let events = store.events(10, None).unwrap();
+        let actions: Vec<_> = events.iter().map(|e| (e.action, e.token_id)).collect();
+        assert_eq!(
+            actions,
+            [
+                (EventAction::Revoked, a.id),
+                (EventAction::Revoked, b.id),
+                (EventAction::Created, b.id),
+                (EventAction::Created, a.id),
+            ]
+        );
+        assert_eq!(events[0].actor, "ops");
+        assert_eq!(events[0].reason.as_deref(), Some("second"));
+    }
+
+    #[test]
+    fn delete_removes_the_record_and_its_digest() {
+        let (_dir, store) = open();
+        let a = record("a", 1);
+        store.create(&a, "test").unwrap();
+        let outcome = store.delete(&[a.id, a.id], "test", 3).unwrap();
+        assert_eq!(outcome.deleted.len(), 1);
+        assert_eq!(store.get(&a.id).unwrap(), None);
+        let mut seen = 0;
+        store.load_all(|_| seen += 1).unwrap();
+        assert_eq!(seen, 0);
+        let txn = store.db.begin_read().unwrap();
+        assert!(txn.open_table(DIGESTS).unwrap().get(a.digest.as_bytes()).unwrap().is_none());
+    }
+
+    #[test]
+    fn listing_pages_newest_first_and_filters() {
+        let (_dir, store) = open();
+        let records: Vec<_> = (0..7).map(|i| record(&format!("t{i}"), 100 + i / 2)).collect();
+        for r in &records {
+            store.create(r, "test").unwrap();
+        }
+        store.revoke(&[records[3].id], None, "test", 200).unwrap();
+        let mut seen = Vec::new();
+        let mut after = None;
+        loop {
+            let page = store.list(None, 3, after.as_ref(), 300).unwrap();
+            seen.extend(page.tokens.iter().map(|r| r.created_at));
+            match page.next {
+                Some(next) => after = Some(next),
+                None => break,
+            }
+        }
+        assert_eq!(seen, [103, 102, 102, 101, 101, 100, 100]);
+        let revoked = store.list(Some(TokenStatus::Revoked), 10, None, 300).unwrap();
+        assert_eq!(revoked.tokens.len(), 1);
+        assert_eq!(revoked.tokens[0].id, records[3].id);
+        assert_eq!(revoked.next, None);
+    }
+
+    #[test]
+    fn last_used_never_moves_back_and_skips_deleted_tokens() {
+        let (_dir, store) = open();
+        let (a, b) = (record("a", 1), record("b", 1));
+        store.create(&a, "test").unwrap();
+        store.create(&b, "test").unwrap();
+        store.delete(&[b.id], "test", 2).unwrap();
+        store.record_last_used(&[(a.id, 50), (b.id, 50)]).unwrap();
+        store.record_last_used(&[(a.id, 40)]).unwrap();
+        assert_eq!(store.get(&a.id).unwrap().unwrap().last_used_at, Some(50));
+        assert_eq!(store.get(&b.id).unwrap(), None);
+    }
+}

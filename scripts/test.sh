@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# The whole test suite, as CI runs it: formatting, lints, then every test.
+# Installs what the tests need from Debian's packages when it is missing, and fails loudly when
+# something cannot be had: a test that skips because a tool is absent is a test that does not exist.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+need_packages=()
+command -v curl >/dev/null 2>&1 || need_packages+=(curl)
+if ((${#need_packages[@]})); then
+  echo "==> installing ${need_packages[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq "${need_packages[@]}"
+fi
+for tool in cargo rustfmt cargo-clippy curl; do
+  command -v "$tool" >/dev/null 2>&1 || { echo "test.sh: $tool is missing" >&2; exit 1; }
+done
+
+echo "==> cargo fmt --check"
+cargo fmt --all --check
+echo "==> cargo clippy"
+cargo clippy --all-targets --locked -- -D warnings
+echo "==> cargo test"
+cargo test --locked
