@@ -28,7 +28,10 @@ fn record(secret: &TokenSecret, i: usize) -> TokenRecord {
 
 fn headers(value: &str) -> HeaderMap {
     let mut map = HeaderMap::new();
-    map.insert(AUTHORIZATION, HeaderValue::from_str(value).expect("valid header"));
+    map.insert(
+        AUTHORIZATION,
+        HeaderValue::from_str(value).expect("valid header"),
+    );
     map
 }
 
@@ -51,9 +54,18 @@ fn hot_check(c: &mut Criterion) {
         }
         let now = tollgate::time::now();
         let cases = [
-            ("active", format!("Bearer {}", active.expect("set").expose())),
-            ("unknown", format!("Bearer {}", TokenSecret::generate().expose())),
-            ("revoked", format!("Bearer {}", revoked.expect("set").expose())),
+            (
+                "active",
+                format!("Bearer {}", active.expect("set").expose()),
+            ),
+            (
+                "unknown",
+                format!("Bearer {}", TokenSecret::generate().expose()),
+            ),
+            (
+                "revoked",
+                format!("Bearer {}", revoked.expect("set").expose()),
+            ),
             ("malformed", "Bearer tc-apiv1_not-a-token".to_owned()),
         ];
         for (case, value) in cases {

@@ -8,7 +8,7 @@
 
 use std::hash::{BuildHasher, Hasher};
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicUsize, Ordering};
 
 use dashmap::DashMap;
 use http::HeaderValue;
@@ -133,6 +133,16 @@ pub struct TokenCache {
     map: DashMap<TokenDigest, Entry, DigestHash>,
     /// Tokens whose last-used time changed since the last flush.
     dirty: Mutex<Vec<TokenDigest>>,
+    /// How many entries are tombstones of deleted tokens.
+    tombstones: AtomicUsize,
+}
+
+/// A token's last use, on its way to the store.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LastUse {
+    pub digest: TokenDigest,
+    pub id: TokenId,
+    pub at: UnixSeconds,
 }
 
 impl Default for TokenCache {
@@ -146,6 +156,7 @@ impl TokenCache {
         TokenCache {
             map: DashMap::with_hasher(DigestHash),
             dirty: Mutex::new(Vec::new()),
+            tombstones: AtomicUsize::new(0),
         }
     }
 
@@ -153,6 +164,7 @@ impl TokenCache {
         TokenCache {
             map: DashMap::with_capacity_and_hasher(n, DigestHash),
             dirty: Mutex::new(Vec::new()),
+            tombstones: AtomicUsize::new(0),
         }
     }
 
@@ -185,11 +197,7 @@ impl TokenCache {
                 let must_flush = touch(&entry, now);
                 drop(entry);
                 if must_flush {
-                    // Poisoning needs a panic while pushing to a Vec; the list stays usable.
-                    self.dirty
-                        .lock()
-                        .unwrap_or_else(|e| e.into_inner())
-                        .push(*digest);
+                    self.dirty_list().push(*digest);
                 }
                 return Verdict::Allow(identity);
             }
@@ -199,7 +207,7 @@ impl TokenCache {
 
     /// Adds or replaces a token from its record (creation, revocation, a reload).
     pub fn upsert(&self, record: &TokenRecord) {
-        let entry = Entry {
+        let fresh = Entry {
             id: record.id,
             name: header_value_of(&record.name),
             permissions: record.permissions,
@@ -212,21 +220,54 @@ impl TokenCache {
             last_used: AtomicI64::new(0),
             dirty: AtomicBool::new(false),
         };
-        // Keep what this process has seen of the token's use.
-        if let Some(old) = self.map.get(&record.digest) {
-            entry
-                .last_used
-                .store(old.last_used.load(Ordering::Relaxed), Ordering::Relaxed);
+        match self.map.entry(record.digest) {
+            dashmap::Entry::Occupied(mut slot) => {
+                let old = slot.get_mut();
+                // Keep what this process has seen of the token's use; the shard's write lock
+                // is held, so no use slips in between.
+                fresh
+                    .last_used
+                    .store(old.last_used.load(Ordering::SeqCst), Ordering::SeqCst);
+                fresh
+                    .dirty
+                    .store(old.dirty.load(Ordering::SeqCst), Ordering::SeqCst);
+                if old.state == State::Deleted {
+                    self.tombstones.fetch_sub(1, Ordering::Relaxed);
+                }
+                *old = fresh;
+            }
+            dashmap::Entry::Vacant(slot) => {
+                slot.insert(fresh);
+            }
         }
-        self.map.insert(record.digest, entry);
     }
 
-    /// Marks a token deleted. The entry stays as a small tombstone, so that logs can tell a deleted
-    /// token from one never seen; it holds no secret and no record.
-    pub fn mark_deleted(&self, digest: &TokenDigest) {
-        if let Some(mut entry) = self.map.get_mut(digest) {
+    /// Marks a token deleted. The entry stays for a while as a small tombstone, so that logs can
+    /// tell a deleted token from one never seen; it holds no secret and no record.
+    pub fn mark_deleted(&self, digest: &TokenDigest, now: UnixSeconds) {
+        if let Some(mut entry) = self.map.get_mut(digest)
+            && entry.state != State::Deleted
+        {
             entry.state = State::Deleted;
+            // A tombstone's expiry field holds when it was made, for the sweep.
+            entry.expires_at = now;
+            self.tombstones.fetch_add(1, Ordering::Relaxed);
         }
+    }
+
+    /// Drops tombstones older than `max_age`, so that a long run of creates and deletes does not
+    /// grow the cache for ever. Scans the map only when there are tombstones.
+    pub fn sweep_tombstones(&self, now: UnixSeconds, max_age: UnixSeconds) {
+        if self.tombstones.load(Ordering::Relaxed) == 0 {
+            return;
+        }
+        self.map.retain(|_, entry| {
+            let stale = entry.state == State::Deleted && entry.expires_at <= now - max_age;
+            if stale {
+                self.tombstones.fetch_sub(1, Ordering::Relaxed);
+            }
+            !stale
+        });
     }
 
     /// The last time this process accepted the token, if it has since it started.
@@ -236,21 +277,43 @@ impl TokenCache {
     }
 
     /// Takes the last-used times that changed since the previous call, to be written to the store.
-    pub fn take_last_used(&self) -> Vec<(TokenId, UnixSeconds)> {
-        let digests = std::mem::take(&mut *self.dirty.lock().unwrap_or_else(|e| e.into_inner()));
+    pub fn take_last_used(&self) -> Vec<LastUse> {
+        let digests = std::mem::take(&mut *self.dirty_list());
         let mut uses = Vec::with_capacity(digests.len());
         for digest in digests {
             if let Some(entry) = self.map.get(&digest) {
                 // Clear the flag before reading the time: a use after this point marks the
-                // token dirty again, so no use is ever lost between two flushes.
+                // token dirty again, so no use is skipped between two flushes.
                 entry.dirty.store(false, Ordering::SeqCst);
                 let at = entry.last_used.load(Ordering::SeqCst);
                 if entry.state == State::Active && at > 0 {
-                    uses.push((entry.id, at));
+                    uses.push(LastUse {
+                        digest,
+                        id: entry.id,
+                        at,
+                    });
                 }
             }
         }
         uses
+    }
+
+    /// Puts back uses whose write failed, for the next flush.
+    pub fn requeue_last_used(&self, uses: &[LastUse]) {
+        let mut requeue = Vec::with_capacity(uses.len());
+        for u in uses {
+            if let Some(entry) = self.map.get(&u.digest)
+                && !entry.dirty.swap(true, Ordering::SeqCst)
+            {
+                requeue.push(u.digest);
+            }
+        }
+        self.dirty_list().extend(requeue);
+    }
+
+    fn dirty_list(&self) -> std::sync::MutexGuard<'_, Vec<TokenDigest>> {
+        // Poisoning needs a panic while pushing to a Vec; the list stays usable.
+        self.dirty.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     pub fn len(&self) -> usize {
@@ -297,10 +360,19 @@ fn token_from_header(value: &[u8]) -> Option<&[u8]> {
     Some(rest.trim_ascii())
 }
 
-/// Names are validated to be free of control characters, so they are valid header values; should
-/// an old record hold something else, the header carries a safe placeholder rather than fail.
+/// The name as a header value: visible ASCII and spaces as they are, every other byte (UTF-8
+/// beyond ASCII, and `%` itself) percent-encoded, so that no upstream has to guess a charset.
 fn header_value_of(name: &str) -> HeaderValue {
-    HeaderValue::from_str(name).unwrap_or_else(|_| HeaderValue::from_static("invalid-name"))
+    let mut encoded = String::with_capacity(name.len());
+    for b in name.bytes() {
+        if (b' '..=b'~').contains(&b) && b != b'%' {
+            encoded.push(b as char);
+        } else {
+            encoded.push_str(&format!("%{b:02X}"));
+        }
+    }
+    // Only visible ASCII and spaces remain.
+    HeaderValue::from_str(&encoded).expect("percent-encoded names are valid header values")
 }
 
 #[cfg(test)]
@@ -400,11 +472,29 @@ mod tests {
             denial(decide(&cache, &[&header], 60)),
             Some(Denial::Revoked)
         );
-        cache.mark_deleted(&r.digest);
+        cache.mark_deleted(&r.digest, 60);
         assert_eq!(
             denial(decide(&cache, &[&header], 60)),
             Some(Denial::Deleted)
         );
+        cache.sweep_tombstones(100, 60);
+        assert_eq!(
+            denial(decide(&cache, &[&header], 100)),
+            Some(Denial::Deleted)
+        );
+        cache.sweep_tombstones(120, 60);
+        assert_eq!(
+            denial(decide(&cache, &[&header], 120)),
+            Some(Denial::Unknown)
+        );
+        assert!(cache.is_empty());
+    }
+
+    #[test]
+    fn names_become_ascii_header_values() {
+        assert_eq!(header_value_of("agent east-1"), "agent east-1");
+        assert_eq!(header_value_of("capteur-été"), "capteur-%C3%A9t%C3%A9");
+        assert_eq!(header_value_of("100%"), "100%25");
     }
 
     #[test]
@@ -417,10 +507,16 @@ mod tests {
         for now in [10, 10, 11, 12] {
             decide(&cache, &[&header], now);
         }
-        assert_eq!(cache.take_last_used(), vec![(r.id, 12)]);
-        assert_eq!(cache.take_last_used(), vec![]);
+        let at = |uses: Vec<LastUse>| uses.iter().map(|u| (u.id, u.at)).collect::<Vec<_>>();
+        assert_eq!(at(cache.take_last_used()), [(r.id, 12)]);
+        assert_eq!(at(cache.take_last_used()), []);
         decide(&cache, &[&header], 13);
-        assert_eq!(cache.take_last_used(), vec![(r.id, 13)]);
+        let uses = cache.take_last_used();
+        assert_eq!(at(uses.clone()), [(r.id, 13)]);
         assert_eq!(cache.last_used(&r.digest), Some(13));
+        // A failed write puts them back; a revoke-upsert keeps what was seen.
+        cache.requeue_last_used(&uses);
+        cache.upsert(&r);
+        assert_eq!(at(cache.take_last_used()), [(r.id, 13)]);
     }
 }

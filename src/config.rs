@@ -26,13 +26,16 @@ mod defaults {
     /// Below the shortest keep-alive timeout in common servers (Node.js: 5 s), so that tollgate
     /// closes an idle upstream connection before the upstream does and never reuses a dying one.
     pub const UPSTREAM_IDLE_TIMEOUT: &str = "4s";
+    /// Open client connections per listener; past it, new connections wait in the kernel's
+    /// backlog. Keep the process's file limit (`ulimit -n`) above the sum over listeners.
+    pub const MAX_CONNECTIONS: usize = 16_384;
 }
 
 pub use defaults::CONFIG_PATH as DEFAULT_CONFIG_PATH;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
-    #[error("cannot read {path}: {source}")]
+    #[error("cannot read {path}")]
     Read {
         path: PathBuf,
         source: std::io::Error,
@@ -112,6 +115,8 @@ pub struct RawListener {
     pub connect_timeout: String,
     #[serde(default = "d_upstream_idle_timeout")]
     pub upstream_idle_timeout: String,
+    #[serde(default = "d_max_connections")]
+    pub max_connections: usize,
 }
 
 fn d_store_path() -> PathBuf {
@@ -146,6 +151,9 @@ fn d_connect_timeout() -> String {
 }
 fn d_upstream_idle_timeout() -> String {
     defaults::UPSTREAM_IDLE_TIMEOUT.into()
+}
+fn d_max_connections() -> usize {
+    defaults::MAX_CONNECTIONS
 }
 
 macro_rules! section_default {
@@ -215,6 +223,7 @@ pub struct ListenerConfig {
     pub upstream_timeout: Duration,
     pub connect_timeout: Duration,
     pub upstream_idle_timeout: Duration,
+    pub max_connections: usize,
 }
 
 /// Where a listener forwards to: `http://host:port`, with no path.
@@ -267,13 +276,13 @@ impl RawConfig {
             field: field.to_owned(),
             message,
         };
-        let duration = |field: &str, value: &str| {
-            parse_duration(value).ok_or_else(|| {
-                invalid(
-                    field,
-                    format!("{value:?} is not a duration (such as \"30s\" or \"5m\")"),
-                )
-            })
+        let duration = |field: &str, value: &str| match parse_duration(value) {
+            Some(d) if !d.is_zero() => Ok(d),
+            Some(_) => Err(invalid(field, "must be above zero".into())),
+            None => Err(invalid(
+                field,
+                format!("{value:?} is not a duration (such as \"30s\" or \"5m\")"),
+            )),
         };
         let socket = |field: &str, value: &str| {
             value.parse::<SocketAddr>().map_err(|_| {
@@ -318,12 +327,6 @@ impl RawConfig {
         };
         let shutdown_grace = duration("server.shutdown_grace", &self.server.shutdown_grace)?;
         let last_used_flush = duration("server.last_used_flush", &self.server.last_used_flush)?;
-        if last_used_flush.is_zero() {
-            return Err(invalid(
-                "server.last_used_flush",
-                "must be above zero".into(),
-            ));
-        }
 
         if self.listeners.is_empty() {
             return Err(invalid(
@@ -354,7 +357,7 @@ impl RawConfig {
                 ));
             }
             let bind = socket(&field("bind"), &raw.bind)?;
-            if (bind.port() != 0 && !binds.insert(bind)) || bind == admin.bind {
+            if bind.port() != 0 && (!binds.insert(bind) || bind == admin.bind) {
                 return Err(invalid(&field("bind"), format!("{bind} is used twice")));
             }
             listeners.push(ListenerConfig {
@@ -368,6 +371,15 @@ impl RawConfig {
                     &field("upstream_idle_timeout"),
                     &raw.upstream_idle_timeout,
                 )?,
+                max_connections: match raw.max_connections {
+                    0 => {
+                        return Err(invalid(
+                            &field("max_connections"),
+                            "must be above zero".into(),
+                        ));
+                    }
+                    n => n,
+                },
             });
         }
 

@@ -54,12 +54,19 @@ impl Outcome {
         Outcome::UpstreamTimeout,
     ];
 
+    /// The handle's slot: the position in `ALL` (a unit test keeps the two in step).
     fn index(self) -> usize {
-        // ALL lists every variant; the position is the handle's slot.
-        Outcome::ALL
-            .iter()
-            .position(|o| *o == self)
-            .expect("every outcome is listed")
+        match self {
+            Outcome::Forwarded => 0,
+            Outcome::Denied(Denial::Missing) => 1,
+            Outcome::Denied(Denial::Format) => 2,
+            Outcome::Denied(Denial::Unknown) => 3,
+            Outcome::Denied(Denial::Revoked) => 4,
+            Outcome::Denied(Denial::Deleted) => 5,
+            Outcome::Denied(Denial::Expired) => 6,
+            Outcome::UpstreamUnavailable => 7,
+            Outcome::UpstreamTimeout => 8,
+        }
     }
 }
 
@@ -158,5 +165,40 @@ impl Metrics {
             self.recorder.register_gauge(&key, &METADATA).set(n as f64);
         }
         self.handle.render()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn outcome_slots_match_their_list() {
+        for (i, outcome) in Outcome::ALL.iter().enumerate() {
+            assert_eq!(outcome.index(), i, "{outcome:?}");
+        }
+    }
+
+    #[test]
+    fn rendered_metrics_carry_listener_and_outcome() {
+        let metrics = Metrics::new();
+        let api = metrics.listener("api");
+        api.record(Outcome::Denied(Denial::Revoked));
+        api.upstream_latency(Duration::from_millis(3));
+        metrics.revoked(2);
+        let text = metrics.render(&TokenCache::new(), 0);
+        assert!(
+            text.contains(r#"tollgate_requests_total{listener="api",outcome="revoked"} 1"#),
+            "{text}"
+        );
+        assert!(text.contains("tollgate_revocations_total 2"), "{text}");
+        assert!(
+            text.contains(r#"tollgate_tokens{status="active"} 0"#),
+            "{text}"
+        );
+        assert!(
+            text.contains("tollgate_upstream_duration_seconds_bucket"),
+            "{text}"
+        );
     }
 }

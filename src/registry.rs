@@ -15,7 +15,8 @@ pub struct Registry {
     store: Store,
     cache: Arc<TokenCache>,
     /// Held from a commit until the cache reflects it, so that the cache applies changes in
-    /// commit order (two racing changes to one token cannot land in the cache reversed).
+    /// commit order (two racing changes to one token cannot land in the cache reversed). Every
+    /// writer of the store in this process goes through it.
     write_order: Mutex<()>,
 }
 
@@ -81,7 +82,8 @@ impl Registry {
     ) -> Result<RevokeOutcome, StoreError> {
         let _order = self.ordered();
         let outcome = self.store.revoke(ids, reason, actor, time::now())?;
-        for record in &outcome.revoked {
+        // The already-revoked ones too: whatever the store says is what the cache must say.
+        for record in outcome.revoked.iter().chain(&outcome.already_revoked) {
             self.cache.upsert(record);
         }
         Ok(outcome)
@@ -90,9 +92,10 @@ impl Registry {
     /// Deletes tokens in one transaction; refused from the next request on.
     pub fn delete(&self, ids: &[TokenId], actor: &str) -> Result<DeleteOutcome, StoreError> {
         let _order = self.ordered();
-        let outcome = self.store.delete(ids, actor, time::now())?;
+        let now = time::now();
+        let outcome = self.store.delete(ids, actor, now)?;
         for record in &outcome.deleted {
-            self.cache.mark_deleted(&record.digest);
+            self.cache.mark_deleted(&record.digest, now);
         }
         Ok(outcome)
     }
@@ -106,7 +109,7 @@ impl Registry {
         &self,
         status: Option<TokenStatus>,
         limit: usize,
-        after: Option<&TokenId>,
+        after: Option<u64>,
     ) -> Result<Page, StoreError> {
         let mut page = self.store.list(status, limit, after, time::now())?;
         page.tokens = page
@@ -121,14 +124,15 @@ impl Registry {
         self.store.events(limit, before)
     }
 
-    pub fn events_of(&self, id: &TokenId) -> Result<Vec<Event>, StoreError> {
-        self.store.events_of(id)
-    }
-
-    /// Writes the last-used times gathered since the previous call (one transaction).
+    /// Writes the last-used times gathered since the previous call (one transaction). When the
+    /// write fails, the times are queued again for the next flush.
     pub fn flush_last_used(&self) -> Result<usize, StoreError> {
         let uses = self.cache.take_last_used();
-        self.store.record_last_used(&uses)?;
+        let by_id: Vec<_> = uses.iter().map(|u| (u.id, u.at)).collect();
+        if let Err(e) = self.store.record_last_used(&by_id) {
+            self.cache.requeue_last_used(&uses);
+            return Err(e);
+        }
         Ok(uses.len())
     }
 

@@ -23,13 +23,13 @@ pub enum ServerError {
     Store(#[from] StoreError),
     #[error(transparent)]
     Credential(#[from] CredentialError),
-    #[error("cannot listen on {addr} for {listener}: {source}")]
+    #[error("cannot listen on {addr} for {listener}")]
     Bind {
         listener: String,
         addr: SocketAddr,
         source: std::io::Error,
     },
-    #[error("the store could not be opened: the blocking pool failed")]
+    #[error("start-up failed: the blocking pool is gone")]
     Startup,
 }
 
@@ -38,6 +38,7 @@ pub struct Running {
     pub admin_addr: SocketAddr,
     pub listener_addrs: Vec<(String, SocketAddr)>,
     registry: Arc<Registry>,
+    ready: Arc<AtomicBool>,
     stop: watch::Sender<bool>,
     tasks: JoinSet<()>,
 }
@@ -45,9 +46,13 @@ pub struct Running {
 /// Opens the store, loads the cache, binds every listener and starts serving.
 pub async fn start(config: &Config) -> Result<Running, ServerError> {
     let store_path = config.store_path.clone();
-    let registry = tokio::task::spawn_blocking(move || -> Result<Registry, StoreError> {
+    let token_file = config.admin.token_file.clone();
+    // File and store work blocks; keep it off the async threads.
+    let (registry, (credential, created)) = tokio::task::spawn_blocking(move || {
         let store = Store::open(&store_path)?;
-        Registry::load(store)
+        let registry = Registry::load(store)?;
+        let credential = AdminCredential::load_or_create(&token_file)?;
+        Ok::<_, ServerError>((registry, credential))
     })
     .await
     .map_err(|_| ServerError::Startup)??;
@@ -58,7 +63,6 @@ pub async fn start(config: &Config) -> Result<Running, ServerError> {
         "store opened"
     );
 
-    let (credential, created) = AdminCredential::load_or_create(&config.admin.token_file)?;
     if created {
         tracing::info!(
             path = %config.admin.token_file.display(),
@@ -115,6 +119,7 @@ pub async fn start(config: &Config) -> Result<Running, ServerError> {
         admin_addr,
         listener_addrs,
         registry,
+        ready,
         stop,
         tasks,
     })
@@ -129,6 +134,8 @@ impl Running {
             // A serving task only ends on its own if it failed; stop the rest too.
             _ = self.tasks.join_next() => tracing::error!("a listener stopped unexpectedly; stopping"),
         }
+        // Not ready from now on, so that load balancers stop sending while the rest drains.
+        self.ready.store(false, Ordering::Release);
         self.stop.send_replace(true);
         while self.tasks.join_next().await.is_some() {}
         let registry = self.registry.clone();
@@ -155,8 +162,13 @@ fn local_addr(listener: &TcpListener, configured: SocketAddr) -> SocketAddr {
     listener.local_addr().unwrap_or(configured)
 }
 
-/// Writes last-used times in coalesced batches: one transaction per interval at most, never a disk
-/// write per request.
+/// How long a deleted token's tombstone stays in the cache (so logs say "deleted", not "unknown").
+const TOMBSTONE_AGE: i64 = 3600;
+/// How often tombstones are swept: a sweep scans the whole cache.
+const SWEEP_EVERY: Duration = Duration::from_secs(600);
+
+/// Background upkeep: writes last-used times in coalesced batches (one transaction per interval at
+/// most, never a disk write per request), keeps metrics storage bounded, sweeps old tombstones.
 async fn flush_last_used(
     registry: Arc<Registry>,
     metrics: Arc<Metrics>,
@@ -165,14 +177,27 @@ async fn flush_last_used(
 ) {
     let mut ticks = tokio::time::interval(every);
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut last_sweep = tokio::time::Instant::now();
     loop {
         tokio::select! {
             _ = ticks.tick() => {}
             _ = stop.changed() => return,
         }
         metrics.upkeep();
+        let sweep = last_sweep.elapsed() >= SWEEP_EVERY;
+        if sweep {
+            last_sweep = tokio::time::Instant::now();
+        }
         let registry = registry.clone();
-        match tokio::task::spawn_blocking(move || registry.flush_last_used()).await {
+        let upkeep = move || {
+            if sweep {
+                registry
+                    .cache()
+                    .sweep_tombstones(crate::time::now(), TOMBSTONE_AGE);
+            }
+            registry.flush_last_used()
+        };
+        match tokio::task::spawn_blocking(upkeep).await {
             Ok(Ok(_)) => {}
             Ok(Err(e)) => tracing::warn!(error = %e, "could not write last-used times"),
             Err(_) => return,

@@ -5,7 +5,8 @@
 //! - `tokens`: id → record (JSON; holds the digest, never a secret).
 //! - `digests`: SHA-256 digest → id, the index the cache is rebuilt from and imports check.
 //! - `names`: name → id, so that names stay unique without a scan.
-//! - `created`: (created_at, id) → (), the newest-first order for listing and paging.
+//! - `created`: the sequence number of a token's `created` event → id: creation order, for
+//!   listing newest first and for paging with a cursor that survives deletions.
 //! - `events`: sequence → event. One entry per change to a token, in commit order. It is at once
 //!   the audit trail (who did what, when, why) and the change log that other processes sharing
 //!   the file will tail: each event carries the token's digest, which is all a cache needs to
@@ -17,7 +18,7 @@
 
 use std::path::{Path, PathBuf};
 
-use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition, TableHandle};
+use redb::{Database, Durability, ReadableDatabase, ReadableTable, TableDefinition, TableHandle};
 use serde::{Deserialize, Serialize};
 
 use crate::time::UnixSeconds;
@@ -30,19 +31,19 @@ const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 const TOKENS: TableDefinition<&str, &[u8]> = TableDefinition::new("tokens");
 const DIGESTS: TableDefinition<&[u8; 32], &str> = TableDefinition::new("digests");
 const NAMES: TableDefinition<&str, &str> = TableDefinition::new("names");
-const CREATED: TableDefinition<(i64, &str), ()> = TableDefinition::new("created");
+const CREATED: TableDefinition<u64, &str> = TableDefinition::new("created");
 const EVENTS: TableDefinition<u64, &[u8]> = TableDefinition::new("events");
 
 const SCHEMA_KEY: &str = "schema_version";
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    #[error("cannot create the store's directory {path}: {source}")]
+    #[error("cannot create the store's directory {path}")]
     CreateDir {
         path: PathBuf,
         source: std::io::Error,
     },
-    #[error("cannot open the store {path}: {source}")]
+    #[error("cannot open the store {path}")]
     Open {
         path: PathBuf,
         source: redb::DatabaseError,
@@ -58,7 +59,7 @@ pub enum StoreError {
     },
     #[error("the store {path} is not a tollgate store (it has tables but no schema version)")]
     NotTollgate { path: PathBuf },
-    #[error("store: {0}")]
+    #[error("the store failed")]
     Redb(#[from] redb::Error),
     #[error("store: a record is corrupt: {0}")]
     Corrupt(String),
@@ -136,8 +137,8 @@ pub struct DeleteOutcome {
 #[derive(Debug)]
 pub struct Page {
     pub tokens: Vec<TokenRecord>,
-    /// The id to pass as `after` for the next page; `None` on the last page.
-    pub next: Option<TokenId>,
+    /// The cursor to pass as `after` for the next page; `None` on the last page.
+    pub next: Option<u64>,
 }
 
 pub struct Store {
@@ -170,8 +171,17 @@ impl Store {
         &self.path
     }
 
+    /// Every write is durable when its commit returns: a change acknowledged to a client survives
+    /// `kill -9` and power loss. (redb's default, stated here so that it never changes by accident.)
+    fn begin_write(&self) -> Result<redb::WriteTransaction, StoreError> {
+        let mut txn = self.db.begin_write()?;
+        txn.set_durability(Durability::Immediate)
+            .map_err(|e| StoreError::Redb(e.into()))?;
+        Ok(txn)
+    }
+
     fn ensure_schema(&self) -> Result<(), StoreError> {
-        let txn = self.db.begin_write()?;
+        let txn = self.begin_write()?;
         {
             let mut meta = txn.open_table(META)?;
             let found = meta.get(SCHEMA_KEY)?.map(|v| v.value());
@@ -186,7 +196,9 @@ impl Store {
                 }
                 None => {
                     // A fresh file: nothing but the meta table we just opened may exist.
-                    if txn.list_tables()?.any(|t| t.name() != "meta") {
+                    if txn.list_tables()?.any(|t| t.name() != "meta")
+                        || txn.list_multimap_tables()?.next().is_some()
+                    {
                         return Err(StoreError::NotTollgate {
                             path: self.path.clone(),
                         });
@@ -212,7 +224,7 @@ impl Store {
         let tokens = txn.open_table(TOKENS)?;
         for entry in tokens.iter()? {
             let (_, value) = entry?;
-            each(decode_record(value.value())?);
+            each(decode_record(value.value())?.0);
         }
         let events = txn.open_table(EVENTS)?;
         Ok(events.last()?.map_or(0, |(k, _)| k.value()))
@@ -220,7 +232,7 @@ impl Store {
 
     /// Adds a new token. Refuses a name or digest that is already present.
     pub fn create(&self, record: &TokenRecord, actor: &str) -> Result<Event, StoreError> {
-        let txn = self.db.begin_write()?;
+        let txn = self.begin_write()?;
         let event;
         {
             let mut tokens = txn.open_table(TOKENS)?;
@@ -242,10 +254,6 @@ impl Store {
                 )));
             }
             let id = record.id.as_str();
-            tokens.insert(id, encode_record(record).as_slice())?;
-            digests.insert(record.digest.as_bytes(), id)?;
-            names.insert(record.name.as_str(), id)?;
-            created.insert((record.created_at, id), ())?;
             event = append_event(
                 &mut events,
                 record,
@@ -254,6 +262,10 @@ impl Store {
                 actor,
                 None,
             )?;
+            tokens.insert(id, encode_record(record, event.seq).as_slice())?;
+            digests.insert(record.digest.as_bytes(), id)?;
+            names.insert(record.name.as_str(), id)?;
+            created.insert(event.seq, id)?;
         }
         txn.commit()?;
         Ok(event)
@@ -268,12 +280,12 @@ impl Store {
         now: UnixSeconds,
     ) -> Result<RevokeOutcome, StoreError> {
         let mut outcome = RevokeOutcome::default();
-        let txn = self.db.begin_write()?;
+        let txn = self.begin_write()?;
         {
             let mut tokens = txn.open_table(TOKENS)?;
             let mut events = txn.open_table(EVENTS)?;
             for id in dedup(ids) {
-                let Some(mut record) = get_record(&tokens, id)? else {
+                let Some((mut record, created_seq)) = get_stored(&tokens, id)? else {
                     outcome.not_found.push(*id);
                     continue;
                 };
@@ -281,7 +293,7 @@ impl Store {
                     outcome.already_revoked.push(record);
                     continue;
                 }
-                tokens.insert(id.as_str(), encode_record(&record).as_slice())?;
+                tokens.insert(id.as_str(), encode_record(&record, created_seq).as_slice())?;
                 outcome.events.push(append_event(
                     &mut events,
                     &record,
@@ -311,7 +323,7 @@ impl Store {
         now: UnixSeconds,
     ) -> Result<DeleteOutcome, StoreError> {
         let mut outcome = DeleteOutcome::default();
-        let txn = self.db.begin_write()?;
+        let txn = self.begin_write()?;
         {
             let mut tokens = txn.open_table(TOKENS)?;
             let mut digests = txn.open_table(DIGESTS)?;
@@ -319,14 +331,14 @@ impl Store {
             let mut created = txn.open_table(CREATED)?;
             let mut events = txn.open_table(EVENTS)?;
             for id in dedup(ids) {
-                let Some(record) = get_record(&tokens, id)? else {
+                let Some((record, created_seq)) = get_stored(&tokens, id)? else {
                     outcome.not_found.push(*id);
                     continue;
                 };
                 tokens.remove(id.as_str())?;
                 digests.remove(record.digest.as_bytes())?;
                 names.remove(record.name.as_str())?;
-                created.remove((record.created_at, id.as_str()))?;
+                created.remove(created_seq)?;
                 outcome.events.push(append_event(
                     &mut events,
                     &record,
@@ -352,18 +364,18 @@ impl Store {
         if uses.is_empty() {
             return Ok(());
         }
-        let txn = self.db.begin_write()?;
+        let txn = self.begin_write()?;
         {
             let mut tokens = txn.open_table(TOKENS)?;
             for (id, at) in uses {
-                let Some(mut record) = get_record(&tokens, id)? else {
+                let Some((mut record, created_seq)) = get_stored(&tokens, id)? else {
                     continue;
                 };
                 if record.last_used_at.is_some_and(|t| t >= *at) {
                     continue;
                 }
                 record.last_used_at = Some(*at);
-                tokens.insert(id.as_str(), encode_record(&record).as_slice())?;
+                tokens.insert(id.as_str(), encode_record(&record, created_seq).as_slice())?;
             }
         }
         txn.commit()?;
@@ -376,36 +388,26 @@ impl Store {
         get_record(&tokens, id)
     }
 
-    /// Tokens newest first, optionally of one status, starting after the token `after`.
-    /// An `after` that names no token gives an empty page: the token was deleted meanwhile, and
-    /// the client must start again rather than silently skip or repeat records.
+    /// Tokens newest first, optionally of one status, continuing after the cursor `after` (the
+    /// `next` of the previous page). The cursor is a creation sequence number, so paging stays
+    /// exact when tokens are created or deleted between pages.
     pub fn list(
         &self,
         status: Option<TokenStatus>,
         limit: usize,
-        after: Option<&TokenId>,
+        after: Option<u64>,
         now: UnixSeconds,
     ) -> Result<Page, StoreError> {
         let txn = self.db.begin_read()?;
         let tokens = txn.open_table(TOKENS)?;
         let created = txn.open_table(CREATED)?;
         let mut page = Vec::new();
-        let mut iter = match after {
-            None => created.iter()?,
-            Some(after) => match get_record(&tokens, after)? {
-                Some(r) => created.range(..(r.created_at, after.as_str()))?,
-                None => {
-                    return Ok(Page {
-                        tokens: page,
-                        next: None,
-                    });
-                }
-            },
-        };
+        let mut last_seq = 0;
         let mut has_more = false;
+        let mut iter = created.range(..after.unwrap_or(u64::MAX))?;
         while let Some(entry) = iter.next_back() {
-            let (key, _) = entry?;
-            let id = key.value().1;
+            let (seq, id) = entry?;
+            let id = id.value();
             let id = TokenId::parse(id).ok_or_else(|| StoreError::Corrupt(format!("id {id:?}")))?;
             let Some(record) = get_record(&tokens, &id)? else {
                 return Err(StoreError::Corrupt(format!("listed id {id} has no record")));
@@ -417,14 +419,13 @@ impl Store {
                 has_more = true;
                 break;
             }
+            last_seq = seq.value();
             page.push(record);
         }
-        let next = if has_more {
-            page.last().map(|r| r.id)
-        } else {
-            None
-        };
-        Ok(Page { tokens: page, next })
+        Ok(Page {
+            tokens: page,
+            next: has_more.then_some(last_seq),
+        })
     }
 
     /// Events newest first, those before the sequence number `before` when given.
@@ -440,21 +441,6 @@ impl Store {
         }
         Ok(out)
     }
-
-    /// Events of one token, oldest first.
-    pub fn events_of(&self, id: &TokenId) -> Result<Vec<Event>, StoreError> {
-        let txn = self.db.begin_read()?;
-        let events = txn.open_table(EVENTS)?;
-        let mut out = Vec::new();
-        for entry in events.iter()? {
-            let (seq, value) = entry?;
-            let event = decode_event(seq.value(), value.value())?;
-            if event.token_id == *id {
-                out.push(event);
-            }
-        }
-        Ok(out)
-    }
 }
 
 fn dedup(ids: &[TokenId]) -> impl Iterator<Item = &TokenId> {
@@ -466,6 +452,14 @@ fn get_record(
     tokens: &impl ReadableTable<&'static str, &'static [u8]>,
     id: &TokenId,
 ) -> Result<Option<TokenRecord>, StoreError> {
+    Ok(get_stored(tokens, id)?.map(|(record, _)| record))
+}
+
+/// A record and the sequence number of its creation (its key in `created`).
+fn get_stored(
+    tokens: &impl ReadableTable<&'static str, &'static [u8]>,
+    id: &TokenId,
+) -> Result<Option<(TokenRecord, u64)>, StoreError> {
     tokens
         .get(id.as_str())?
         .map(|v| decode_record(v.value()))
@@ -501,6 +495,8 @@ fn append_event(
 #[serde(deny_unknown_fields)]
 struct StoredRecord {
     id: String,
+    /// The sequence number of the token's `created` event.
+    created_seq: u64,
     name: String,
     description: String,
     digest: String,
@@ -513,9 +509,10 @@ struct StoredRecord {
     last_used_at: Option<i64>,
 }
 
-fn encode_record(r: &TokenRecord) -> Vec<u8> {
+fn encode_record(r: &TokenRecord, created_seq: u64) -> Vec<u8> {
     let stored = StoredRecord {
         id: r.id.to_string(),
+        created_seq,
         name: r.name.clone(),
         description: r.description.clone(),
         digest: r.digest.to_hex(),
@@ -531,11 +528,11 @@ fn encode_record(r: &TokenRecord) -> Vec<u8> {
     serde_json::to_vec(&stored).expect("a record serialises")
 }
 
-fn decode_record(bytes: &[u8]) -> Result<TokenRecord, StoreError> {
+fn decode_record(bytes: &[u8]) -> Result<(TokenRecord, u64), StoreError> {
     let s: StoredRecord =
         serde_json::from_slice(bytes).map_err(|e| StoreError::Corrupt(e.to_string()))?;
     let corrupt = |what: &str| StoreError::Corrupt(format!("token {}: bad {what}", s.id));
-    Ok(TokenRecord {
+    let record = TokenRecord {
         id: TokenId::parse(&s.id).ok_or_else(|| corrupt("id"))?,
         digest: TokenDigest::from_hex(&s.digest).ok_or_else(|| corrupt("digest"))?,
         permissions: PermissionSet::parse_all(&s.permissions)
@@ -548,7 +545,8 @@ fn decode_record(bytes: &[u8]) -> Result<TokenRecord, StoreError> {
         revoked_at: s.revoked_at,
         revoke_reason: s.revoke_reason,
         last_used_at: s.last_used_at,
-    })
+    };
+    Ok((record, s.created_seq))
 }
 
 #[derive(Serialize, Deserialize)]
@@ -626,7 +624,10 @@ mod tests {
         let path = store.path().to_owned();
         {
             let txn = store.db.begin_write().unwrap();
-            txn.open_table(META).unwrap().insert(SCHEMA_KEY, 99).unwrap();
+            txn.open_table(META)
+                .unwrap()
+                .insert(SCHEMA_KEY, 99)
+                .unwrap();
             txn.commit().unwrap();
         }
         drop(store);
@@ -668,9 +669,15 @@ mod tests {
         let outcome = store
             .revoke(&[a.id, b.id, unknown, a.id], Some("second"), "ops", 20)
             .unwrap();
-        assert_eq!(outcome.revoked.iter().map(|r| r.id).collect::<Vec<_>>(), [a.id]);
+        assert_eq!(
+            outcome.revoked.iter().map(|r| r.id).collect::<Vec<_>>(),
+            [a.id]
+        );
         assert_eq!(outcome.already_revoked[0].revoked_at, Some(10));
-        assert_eq!(outcome.already_revoked[0].revoke_reason.as_deref(), Some("first"));
+        assert_eq!(
+            outcome.already_revoked[0].revoke_reason.as_deref(),
+            Some("first")
+        );
         assert_eq!(outcome.not_found, [unknown]);
         let events = store.events(10, None).unwrap();
         let actions: Vec<_> = events.iter().map(|e| (e.action, e.token_id)).collect();
@@ -699,13 +706,21 @@ mod tests {
         store.load_all(|_| seen += 1).unwrap();
         assert_eq!(seen, 0);
         let txn = store.db.begin_read().unwrap();
-        assert!(txn.open_table(DIGESTS).unwrap().get(a.digest.as_bytes()).unwrap().is_none());
+        assert!(
+            txn.open_table(DIGESTS)
+                .unwrap()
+                .get(a.digest.as_bytes())
+                .unwrap()
+                .is_none()
+        );
     }
 
     #[test]
     fn listing_pages_newest_first_and_filters() {
         let (_dir, store) = open();
-        let records: Vec<_> = (0..7).map(|i| record(&format!("t{i}"), 100 + i / 2)).collect();
+        let records: Vec<_> = (0..7)
+            .map(|i| record(&format!("t{i}"), 100 + i / 2))
+            .collect();
         for r in &records {
             store.create(r, "test").unwrap();
         }
@@ -713,15 +728,21 @@ mod tests {
         let mut seen = Vec::new();
         let mut after = None;
         loop {
-            let page = store.list(None, 3, after.as_ref(), 300).unwrap();
-            seen.extend(page.tokens.iter().map(|r| r.created_at));
+            let page = store.list(None, 3, after, 300).unwrap();
+            seen.extend(page.tokens.iter().map(|r| r.name.clone()));
+            // Deleting the cursor's token between pages loses nothing after it.
+            if seen.len() == 3 {
+                store.delete(&[records[4].id], "test", 250).unwrap();
+            }
             match page.next {
                 Some(next) => after = Some(next),
                 None => break,
             }
         }
-        assert_eq!(seen, [103, 102, 102, 101, 101, 100, 100]);
-        let revoked = store.list(Some(TokenStatus::Revoked), 10, None, 300).unwrap();
+        assert_eq!(seen, ["t6", "t5", "t4", "t3", "t2", "t1", "t0"]);
+        let revoked = store
+            .list(Some(TokenStatus::Revoked), 10, None, 300)
+            .unwrap();
         assert_eq!(revoked.tokens.len(), 1);
         assert_eq!(revoked.tokens[0].id, records[3].id);
         assert_eq!(revoked.next, None);

@@ -13,9 +13,13 @@ pub fn now() -> UnixSeconds {
         .map_or(0, |d| d.as_secs() as i64)
 }
 
-/// `2026-11-27T21:00:00Z`.
+/// The latest time RFC 3339 can write with a four-digit year: 9999-12-31T23:59:59Z. Every time
+/// tollgate accepts is capped here, so every stored time can be shown.
+pub const LATEST: UnixSeconds = 253_402_300_799;
+
+/// `2026-11-27T21:00:00Z`. Times outside 1970..=9999 are clamped to those bounds.
 pub fn format_rfc3339(t: UnixSeconds) -> String {
-    let at = UNIX_EPOCH + Duration::from_secs(t.max(0) as u64);
+    let at = UNIX_EPOCH + Duration::from_secs(t.clamp(0, LATEST) as u64);
     humantime::format_rfc3339_seconds(at).to_string()
 }
 
@@ -49,6 +53,9 @@ mod tests {
         assert_eq!(parse_rfc3339("2027-01-31T00:00:00.5Z"), Some(t));
         assert_eq!(parse_rfc3339("tomorrow"), None);
         assert_eq!(parse_rfc3339("2027-13-01"), None);
+        assert_eq!(format_rfc3339(LATEST), "9999-12-31T23:59:59Z");
+        assert_eq!(format_rfc3339(i64::MAX), "9999-12-31T23:59:59Z");
+        assert_eq!(format_rfc3339(-5), "1970-01-01T00:00:00Z");
     }
 
     #[test]

@@ -5,8 +5,9 @@ use std::sync::Arc;
 
 use axum::Json;
 use axum::body::Bytes;
-use axum::extract::{ConnectInfo, FromRequest, Path, Query, Request, State};
+use axum::extract::{ConnectInfo, FromRequest, FromRequestParts, Path, Query, Request, State};
 use axum::http::StatusCode;
+use axum::http::request::Parts;
 use axum::response::{IntoResponse, Response};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
@@ -101,9 +102,45 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonBody<T> {
         } else {
             &bytes
         };
-        serde_json::from_slice(text)
+        let mut deserializer = serde_json::Deserializer::from_slice(text);
+        serde_path_to_error::deserialize(&mut deserializer)
             .map(JsonBody)
-            .map_err(|e| ApiError::BadRequest(format!("invalid JSON body: {e}")))
+            .map_err(|e| {
+                let path = e.path().to_string();
+                if path == "." {
+                    ApiError::BadRequest(format!("invalid JSON body: {}", e.inner()))
+                } else {
+                    ApiError::BadRequest(format!("{path}: {}", e.inner()))
+                }
+            })
+    }
+}
+
+/// Query parameters, refused in the API's own error shape.
+pub struct ApiQuery<T>(T);
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for ApiQuery<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        Query::<T>::from_request_parts(parts, state)
+            .await
+            .map(|Query(q)| ApiQuery(q))
+            .map_err(|rejection| ApiError::BadRequest(rejection.body_text()))
+    }
+}
+
+/// A path parameter, refused in the API's own error shape.
+pub struct ApiPath<T>(T);
+
+impl<S: Send + Sync, T: DeserializeOwned + Send> FromRequestParts<S> for ApiPath<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        Path::<T>::from_request_parts(parts, state)
+            .await
+            .map(|Path(p)| ApiPath(p))
+            .map_err(|rejection| ApiError::BadRequest(rejection.body_text()))
     }
 }
 
@@ -150,9 +187,13 @@ pub struct AuditQuery {
 async fn blocking<T: Send + 'static>(
     work: impl FnOnce() -> Result<T, ApiError> + Send + 'static,
 ) -> Result<T, ApiError> {
-    tokio::task::spawn_blocking(work)
-        .await
-        .map_err(|_| ApiError::Unavailable)?
+    tokio::task::spawn_blocking(work).await.map_err(|e| {
+        if e.is_panic() {
+            ApiError::Internal("a store task panicked".into())
+        } else {
+            ApiError::Unavailable
+        }
+    })?
 }
 
 fn actor(remote: SocketAddr) -> String {
@@ -197,7 +238,7 @@ pub async fn create(
 
 pub async fn list(
     State(state): State<Arc<AdminState>>,
-    Query(query): Query<ListQuery>,
+    ApiQuery(query): ApiQuery<ListQuery>,
 ) -> Result<Response, ApiError> {
     let status = match query.status.as_deref() {
         None | Some("") => None,
@@ -208,13 +249,12 @@ pub async fn list(
     let limit = parse_limit(query.limit.as_deref())?;
     let after = match query.after.as_deref() {
         None | Some("") => None,
-        Some(a) => Some(
-            TokenId::parse(a)
-                .ok_or_else(|| ApiError::BadRequest(format!("after: {a:?} is not a token id")))?,
-        ),
+        Some(a) => Some(a.parse::<u64>().map_err(|_| {
+            ApiError::BadRequest(format!("after: {a:?} is not a cursor from a previous page"))
+        })?),
     };
     let registry = state.registry.clone();
-    let page = blocking(move || Ok(registry.list(status, limit, after.as_ref())?)).await?;
+    let page = blocking(move || Ok(registry.list(status, limit, after)?)).await?;
     let now = time::now();
     #[derive(Serialize)]
     struct Listing {
@@ -227,14 +267,14 @@ pub async fn list(
             .iter()
             .map(|r| RecordView::new(r, now))
             .collect(),
-        next: page.next.map(|id| id.to_string()),
+        next: page.next.map(|cursor| cursor.to_string()),
     })
     .into_response())
 }
 
 pub async fn show(
     State(state): State<Arc<AdminState>>,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
 ) -> Result<Response, ApiError> {
     let id = TokenId::parse(&id).ok_or(ApiError::NotFound("token"))?;
     let registry = state.registry.clone();
@@ -247,7 +287,7 @@ pub async fn show(
 pub async fn revoke_one(
     State(state): State<Arc<AdminState>>,
     ConnectInfo(remote): ConnectInfo<SocketAddr>,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
     JsonBody(body): JsonBody<RevokeBody>,
 ) -> Result<Response, ApiError> {
     let id = TokenId::parse(&id).ok_or(ApiError::NotFound("token"))?;
@@ -293,12 +333,7 @@ pub async fn revoke_many(
     Ok(Json(Revoked {
         revoked: ids_of(&outcome.revoked),
         already_revoked: ids_of(&outcome.already_revoked),
-        not_found: outcome
-            .not_found
-            .iter()
-            .map(|id| id.to_string())
-            .chain(invalid)
-            .collect(),
+        not_found: not_found(&outcome.not_found, invalid),
     })
     .into_response())
 }
@@ -306,7 +341,7 @@ pub async fn revoke_many(
 pub async fn delete_one(
     State(state): State<Arc<AdminState>>,
     ConnectInfo(remote): ConnectInfo<SocketAddr>,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
 ) -> Result<Response, ApiError> {
     let id = TokenId::parse(&id).ok_or(ApiError::NotFound("token"))?;
     let registry = state.registry.clone();
@@ -345,19 +380,14 @@ pub async fn delete_many(
     }
     Ok(Json(Deleted {
         deleted: ids_of(&outcome.deleted),
-        not_found: outcome
-            .not_found
-            .iter()
-            .map(|id| id.to_string())
-            .chain(invalid)
-            .collect(),
+        not_found: not_found(&outcome.not_found, invalid),
     })
     .into_response())
 }
 
 pub async fn audit(
     State(state): State<Arc<AdminState>>,
-    Query(query): Query<AuditQuery>,
+    ApiQuery(query): ApiQuery<AuditQuery>,
 ) -> Result<Response, ApiError> {
     let limit = parse_limit(query.limit.as_deref())?;
     let before = match query.before.as_deref() {
@@ -380,6 +410,10 @@ pub async fn audit(
 
 pub async fn api_not_found() -> ApiError {
     ApiError::NotFound("route")
+}
+
+pub async fn method_not_allowed() -> ApiError {
+    ApiError::MethodNotAllowed
 }
 
 // ---- helpers ----
@@ -412,10 +446,11 @@ fn parse_ids(ids: Option<Vec<String>>) -> Result<(Vec<TokenId>, Vec<String>), Ap
     }
     let mut valid = Vec::with_capacity(ids.len());
     let mut invalid = Vec::new();
+    let mut seen_invalid = std::collections::HashSet::new();
     for id in ids {
         match TokenId::parse(&id) {
             Some(parsed) => valid.push(parsed),
-            None if !invalid.contains(&id) => invalid.push(id),
+            None if seen_invalid.insert(id.clone()) => invalid.push(id),
             None => {}
         }
     }
@@ -440,6 +475,15 @@ fn validate_reason(reason: Option<String>) -> Result<Option<String>, ApiError> {
         ));
     }
     Ok(Some(reason))
+}
+
+/// Ids the store did not find, then the strings that could name no token at all.
+fn not_found(missing: &[TokenId], invalid: Vec<String>) -> Vec<String> {
+    missing
+        .iter()
+        .map(|id| id.to_string())
+        .chain(invalid)
+        .collect()
 }
 
 fn ids_of(records: &[TokenRecord]) -> Vec<String> {

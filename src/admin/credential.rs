@@ -14,12 +14,12 @@ pub const MIN_ADMIN_TOKEN_LEN: usize = 16;
 
 #[derive(Debug, thiserror::Error)]
 pub enum CredentialError {
-    #[error("cannot read the admin token file {path}: {source}")]
+    #[error("cannot read the admin token file {path}")]
     Read {
         path: PathBuf,
         source: std::io::Error,
     },
-    #[error("cannot create the admin token file {path}: {source}")]
+    #[error("cannot create the admin token file {path}")]
     Create {
         path: PathBuf,
         source: std::io::Error,
@@ -52,7 +52,7 @@ impl AdminCredential {
         match std::fs::read_to_string(path) {
             Ok(text) => {
                 let token = text.trim();
-                if token.len() < MIN_ADMIN_TOKEN_LEN {
+                if token.chars().count() < MIN_ADMIN_TOKEN_LEN {
                     return Err(CredentialError::TooShort {
                         path: path.to_owned(),
                     });
@@ -69,11 +69,17 @@ impl AdminCredential {
             }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 let token = generate();
-                write_new(path, &token).map_err(|source| CredentialError::Create {
-                    path: path.to_owned(),
-                    source,
-                })?;
-                Ok((AdminCredential::from_token(&token), true))
+                match write_new(path, &token) {
+                    Ok(()) => Ok((AdminCredential::from_token(&token), true)),
+                    // Another process created it meanwhile: use theirs.
+                    Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                        AdminCredential::load_or_create(path)
+                    }
+                    Err(source) => Err(CredentialError::Create {
+                        path: path.to_owned(),
+                        source,
+                    }),
+                }
             }
             Err(source) => Err(CredentialError::Read {
                 path: path.to_owned(),
@@ -103,19 +109,34 @@ fn generate() -> String {
     token
 }
 
+/// Writes the token to a private temporary file, then links it into place: the file appears
+/// whole or not at all (a crash never leaves a half-written token), and an existing file is never
+/// overwritten (the link fails with `AlreadyExists`).
 fn write_new(path: &Path, token: &str) -> std::io::Result<()> {
-    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir)?;
-    }
-    // create_new: never overwrite a token someone else just wrote.
-    let mut file = OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(path)?;
-    file.write_all(token.as_bytes())?;
-    file.write_all(b"\n")?;
-    file.sync_all()
+    let dir = path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    std::fs::create_dir_all(dir)?;
+    let suffix: [u8; 8] = crate::token::random_bytes();
+    let tmp = dir.join(format!(
+        ".admin-token-{:016x}.tmp",
+        u64::from_le_bytes(suffix)
+    ));
+    let written = (|| {
+        let mut file = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&tmp)?;
+        file.write_all(token.as_bytes())?;
+        file.write_all(b"\n")?;
+        file.sync_all()?;
+        std::fs::hard_link(&tmp, path)
+    })();
+    // The temporary name is ours alone; if it cannot be removed it is harmless litter.
+    let _ = std::fs::remove_file(&tmp);
+    written
 }
 
 #[cfg(test)]

@@ -15,6 +15,7 @@ pub enum ApiError {
     BadRequest(String),
     Unauthorized,
     NotFound(&'static str),
+    MethodNotAllowed,
     /// 409, a name already used by another token.
     Conflict(String),
     /// 413 and other statuses from body extraction.
@@ -50,6 +51,10 @@ impl IntoResponse for ApiError {
                 "a valid admin token is required (Authorization: Bearer …)".to_owned(),
             ),
             ApiError::NotFound(what) => (StatusCode::NOT_FOUND, format!("{what} not found")),
+            ApiError::MethodNotAllowed => (
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method not allowed on this route".to_owned(),
+            ),
             ApiError::Conflict(m) => (StatusCode::CONFLICT, m),
             ApiError::Body(status, m) => (status, m),
             ApiError::Internal(chain) => {

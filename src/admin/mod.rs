@@ -49,6 +49,7 @@ pub fn router(state: Arc<AdminState>) -> Router {
         .route("/api/v1/tokens/{id}/revoke", post(api::revoke_one))
         .route("/api/v1/audit", get(api::audit))
         .route("/api/{*rest}", axum::routing::any(api::api_not_found))
+        .method_not_allowed_fallback(api::method_not_allowed)
         .layer(middleware::from_fn_with_state(state.clone(), require_admin));
     Router::new()
         .merge(api)
@@ -73,14 +74,23 @@ pub async fn serve(
         let _ = shutdown.wait_for(|stop| *stop).await;
         let _ = drained_tx.send(());
     });
-    let serving = tokio::spawn(async move { server.await });
-    // Wait for the shutdown signal, then give the drain `grace`.
-    let _ = drained_rx.await;
-    match tokio::time::timeout(grace, serving).await {
+    let mut serving = tokio::spawn(async move { server.await });
+    // Wait for the shutdown signal (or the server's own end), then give the drain `grace`.
+    tokio::select! {
+        _ = drained_rx => {}
+        _ = &mut serving => {
+            tracing::error!("the admin listener stopped unexpectedly");
+            return;
+        }
+    }
+    match tokio::time::timeout(grace, &mut serving).await {
         Ok(Ok(Ok(()))) => {}
         Ok(Ok(Err(e))) => tracing::error!(error = %e, "admin listener failed"),
         Ok(Err(e)) => tracing::error!(error = %e, "admin listener task failed"),
-        Err(_) => tracing::warn!("admin grace period over"),
+        Err(_) => {
+            tracing::warn!("admin grace period over; closing its connections");
+            serving.abort();
+        }
     }
 }
 

@@ -170,7 +170,16 @@ fn serve(config_path: &Path) -> Result<(), CliError> {
     runtime()?.block_on(async {
         let running = server::start(&config).await?;
         running
-            .run_until(crate::shutdown::wait_for_stop_signal())
+            .run_until(async {
+                let first = crate::shutdown::wait_for_stop_signal().await;
+                // A second signal while draining means "now".
+                tokio::spawn(async {
+                    let second = crate::shutdown::wait_for_stop_signal().await;
+                    tracing::warn!(signal = second, "second signal: exiting without draining");
+                    std::process::exit(1);
+                });
+                first
+            })
             .await;
         Ok(())
     })

@@ -25,6 +25,8 @@ pub const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for
 pub const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
 pub const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
 
+const X_REAL_IP: HeaderName = HeaderName::from_static("x-real-ip");
+
 const OWN_PREFIX: &[u8] = b"x-tollgate-";
 
 /// Removes hop-by-hop headers, first those that `Connection` names, then the fixed list.
@@ -58,6 +60,18 @@ pub fn remove_own_headers(headers: &mut HeaderMap) {
     for name in spoofed {
         headers.remove(name);
     }
+}
+
+/// Removes what a client may claim about the hop tollgate itself describes: the host and scheme
+/// it was reached by (tollgate sets its own `X-Forwarded-Host` and `X-Forwarded-Proto`), and
+/// `Forwarded` and `X-Real-IP`, which tollgate does not maintain and which would otherwise reach
+/// the upstream unchecked. `X-Forwarded-For` is kept and appended to, as load balancers in front
+/// of tollgate expect.
+pub fn remove_client_forwarding(headers: &mut HeaderMap) {
+    headers.remove(X_FORWARDED_HOST);
+    headers.remove(X_FORWARDED_PROTO);
+    headers.remove(header::FORWARDED);
+    headers.remove(X_REAL_IP);
 }
 
 /// Appends the client's address to `X-Forwarded-For`, keeping what earlier proxies wrote.
@@ -104,6 +118,22 @@ mod tests {
         h.insert("x-tollgate-anything", HeaderValue::from_static("spoof"));
         h.insert("x-other", HeaderValue::from_static("keep"));
         remove_own_headers(&mut h);
+        assert_eq!(h.len(), 1);
+    }
+
+    #[test]
+    fn client_claims_about_this_hop_go() {
+        let mut h = HeaderMap::new();
+        for name in [
+            "x-forwarded-host",
+            "x-forwarded-proto",
+            "forwarded",
+            "x-real-ip",
+        ] {
+            h.insert(name, HeaderValue::from_static("evil.example"));
+        }
+        h.insert("x-forwarded-for", HeaderValue::from_static("10.0.0.1"));
+        remove_client_forwarding(&mut h);
         assert_eq!(h.len(), 1);
     }
 

@@ -25,7 +25,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
-use tokio::sync::watch;
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, watch};
 
 use crate::cache::{Identity, TokenCache, Verdict};
 use crate::config::{ListenerConfig, Upstream};
@@ -34,14 +34,19 @@ use crate::time;
 
 pub use respond::ProxyBody;
 
-/// How long a client may take to send a request head before its connection is closed.
+/// How long a client may take to send a request head (the first one included) before its
+/// connection is closed.
 const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
+/// HTTP/2 pings find dead peers on connections that carry no traffic.
+const H2_KEEP_ALIVE: Duration = Duration::from_secs(30);
+const H2_MAX_STREAMS: u32 = 256;
 /// The largest request head accepted, per connection buffer.
 const MAX_HEADER_BYTES: usize = 64 * 1024;
 
 /// Everything one listener's requests need, shared by its connections.
 pub struct ListenerState {
     name: Arc<str>,
+    max_connections: usize,
     upstream: Upstream,
     upstream_timeout: Duration,
     client: Client<HttpConnector, Incoming>,
@@ -67,6 +72,7 @@ impl ListenerState {
             .build(connector);
         ListenerState {
             name: Arc::from(config.name.as_str()),
+            max_connections: config.max_connections,
             upstream: config.upstream.clone(),
             upstream_timeout: config.upstream_timeout,
             client,
@@ -94,35 +100,44 @@ pub async fn serve(
     builder
         .http2()
         .timer(TokioTimer::new())
-        .max_header_list_size(MAX_HEADER_BYTES as u32);
+        .max_header_list_size(MAX_HEADER_BYTES as u32)
+        .max_concurrent_streams(H2_MAX_STREAMS)
+        .keep_alive_interval(H2_KEEP_ALIVE)
+        .keep_alive_timeout(H2_KEEP_ALIVE);
     let graceful = GracefulShutdown::new();
+    let slots = Arc::new(Semaphore::new(state.max_connections));
 
     loop {
-        let (stream, remote) = tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok(accepted) => accepted,
-                Err(e) => {
-                    // Typically out of file descriptors: back off a little instead of spinning.
-                    tracing::warn!(listener = %state.name, error = %e, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-            },
+        let (permit, stream, remote) = tokio::select! {
+            accepted = accept(&listener, &slots, &state.name) => accepted,
             _ = shutdown.changed() => break,
         };
         // Best effort: a socket that refuses it still works, only slower.
         let _ = stream.set_nodelay(true);
-        let state = state.clone();
-        let service = service_fn(move |request| handle(state.clone(), remote, request));
+        let first_request = Arc::new(Notify::new());
+        let service = {
+            let state = state.clone();
+            let first_request = first_request.clone();
+            service_fn(move |request| {
+                first_request.notify_one();
+                handle(state.clone(), remote, request)
+            })
+        };
         let connection = builder
             .serve_connection(TokioIo::new(stream), service)
             .into_owned();
         let connection = graceful.watch(connection);
         tokio::spawn(async move {
-            // Client resets and timeouts end connections all the time; nothing to act on.
-            if let Err(e) = connection.await {
-                tracing::debug!(error = %e, "connection ended with an error");
+            let _permit = permit;
+            tokio::pin!(connection);
+            // hyper times out a slow request head only once it knows the protocol; a client
+            // that connects and sends nothing is closed here.
+            tokio::select! {
+                ended = &mut connection => return log_connection_end(ended),
+                _ = first_request.notified() => {}
+                _ = tokio::time::sleep(HEADER_READ_TIMEOUT) => return,
             }
+            log_connection_end(connection.await);
         });
     }
     drop(listener);
@@ -130,7 +145,41 @@ pub async fn serve(
         .await
         .is_err()
     {
-        tracing::warn!(listener = %state.name, "grace period over; closing the remaining connections");
+        tracing::warn!(
+            listener = %state.name,
+            "grace period over; connections still open are closed at exit"
+        );
+    }
+}
+
+/// Waits for a free connection slot, then for a connection.
+async fn accept(
+    listener: &TcpListener,
+    slots: &Arc<Semaphore>,
+    name: &str,
+) -> (OwnedSemaphorePermit, tokio::net::TcpStream, SocketAddr) {
+    // The semaphore is never closed, so acquiring can only wait.
+    let permit = slots
+        .clone()
+        .acquire_owned()
+        .await
+        .expect("the connection semaphore is never closed");
+    loop {
+        match listener.accept().await {
+            Ok((stream, remote)) => return (permit, stream, remote),
+            Err(e) => {
+                // Typically out of file descriptors: back off a little instead of spinning.
+                tracing::warn!(listener = %name, error = %e, "accept failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    }
+}
+
+fn log_connection_end<E: std::fmt::Display>(ended: Result<(), E>) {
+    // Client resets and timeouts end connections all the time; nothing to act on.
+    if let Err(e) = ended {
+        tracing::debug!(error = %e, "connection ended with an error");
     }
 }
 
@@ -189,13 +238,13 @@ async fn forward(
     let (mut parts, body) = request.into_parts();
     let arrived_over_h2 = parts.version == Version::HTTP_2;
 
-    // HTTP/2 carries the host in the URI's authority; HTTP/1.1 in `Host`.
-    let host = parts.headers.get(HOST).cloned().or_else(|| {
-        parts
-            .uri
-            .authority()
-            .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
-    });
+    // The authority of the request target wins over `Host` (RFC 9112 §3.2.2; HTTP/2 carries it
+    // as `:authority`); origin-form HTTP/1.1 requests have only `Host`.
+    let host = parts
+        .uri
+        .authority()
+        .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
+        .or_else(|| parts.headers.get(HOST).cloned());
     let mut uri = http::uri::Parts::default();
     uri.scheme = Some(state.upstream.scheme.clone());
     uri.authority = Some(state.upstream.authority.clone());
@@ -214,6 +263,7 @@ async fn forward(
     let headers = &mut parts.headers;
     headers::remove_hop_by_hop(headers);
     headers::remove_own_headers(headers);
+    headers::remove_client_forwarding(headers);
     if arrived_over_h2 {
         join_cookies(headers);
     }

@@ -19,7 +19,7 @@ pub use spec::{RawSpec, SpecError, TokenSpec};
 /// Fills `buf` from the operating system's random source.
 ///
 /// A machine that cannot give randomness cannot issue tokens safely; there is no fallback.
-pub(crate) fn random_bytes<const N: usize>() -> [u8; N] {
+pub fn random_bytes<const N: usize>() -> [u8; N] {
     let mut buf = [0u8; N];
     // The OS random source only fails on a broken or unsupported system; issuing a guessable
     // secret instead would be worse than stopping.

@@ -1,7 +1,7 @@
 //! What an operator asks for when creating a token, validated field by field.
 
 use super::{PermissionSet, validate_description, validate_name};
-use crate::time::{UnixSeconds, parse_duration, parse_rfc3339};
+use crate::time::{LATEST, UnixSeconds, parse_duration, parse_rfc3339};
 
 /// A validated request for a new token.
 #[derive(Debug, Clone)]
@@ -97,7 +97,11 @@ impl TokenSpec {
                 if secs == 0 {
                     return Err(refuse("expires_in", "must be at least one second"));
                 }
-                Some(now.saturating_add(secs))
+                let at = now.saturating_add(secs);
+                if at > LATEST {
+                    return Err(refuse("expires_in", "reaches past the year 9999"));
+                }
+                Some(at)
             }
             (None, None) => None,
         };
@@ -146,6 +150,9 @@ mod tests {
         r.expires_at = Some("2030-01-01T00:00:00Z".into());
         r.expires_in = Some("1d".into());
         assert_eq!(TokenSpec::validate(r, 100).unwrap_err().field, "expires_at");
+        let mut r = raw("a");
+        r.expires_in = Some("10000years".into());
+        assert_eq!(TokenSpec::validate(r, 100).unwrap_err().field, "expires_in");
     }
 
     #[test]
