@@ -78,5 +78,17 @@ fn hot_check(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, hot_check);
+/// The parts of the check, as a baseline: the format check plus SHA-256 alone.
+fn digest_only(c: &mut Criterion) {
+    let secret = TokenSecret::generate();
+    c.bench_function("digest_token_bytes", |b| {
+        b.iter(|| {
+            black_box(tollgate::token::digest_token_bytes(black_box(
+                secret.expose().as_bytes(),
+            )))
+        })
+    });
+}
+
+criterion_group!(benches, digest_only, hot_check);
 criterion_main!(benches);
