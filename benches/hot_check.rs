@@ -8,22 +8,15 @@ use std::hint::black_box;
 use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
 use http::header::{AUTHORIZATION, HeaderMap, HeaderValue};
 use tollgate::cache::TokenCache;
-use tollgate::token::{PermissionSet, TokenId, TokenRecord, TokenSecret};
+use tollgate::token::{TokenId, TokenRecord, TokenSecret, TokenSpec};
 
 fn record(secret: &TokenSecret, i: usize) -> TokenRecord {
-    TokenRecord {
-        id: TokenId::generate(),
-        name: format!("agent-{i}"),
-        description: String::new(),
-        digest: secret.digest(),
-        hint: secret.hint(),
-        permissions: PermissionSet::preset("telegraf-agent").expect("preset exists"),
-        created_at: 0,
-        expires_at: None,
-        revoked_at: None,
-        revoke_reason: None,
-        last_used_at: None,
-    }
+    TokenRecord::issue(
+        TokenId::generate(),
+        TokenSpec::agent(&format!("agent-{i}")),
+        secret,
+        0,
+    )
 }
 
 fn headers(value: &str) -> HeaderMap {

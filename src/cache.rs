@@ -378,24 +378,12 @@ fn header_value_of(name: &str) -> HeaderValue {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::token::TokenSecret;
+    use crate::token::{TokenSecret, TokenSpec};
     use http::HeaderMap;
     use http::header::AUTHORIZATION;
 
     fn record(secret: &TokenSecret) -> TokenRecord {
-        TokenRecord {
-            id: TokenId::generate(),
-            name: "agent".into(),
-            description: String::new(),
-            digest: secret.digest(),
-            hint: secret.hint(),
-            permissions: PermissionSet::preset("telegraf-agent").unwrap(),
-            created_at: 0,
-            expires_at: None,
-            revoked_at: None,
-            revoke_reason: None,
-            last_used_at: None,
-        }
+        TokenRecord::issue(TokenId::generate(), TokenSpec::agent("agent"), secret, 0)
     }
 
     fn decide(cache: &TokenCache, values: &[&str], now: UnixSeconds) -> Verdict {

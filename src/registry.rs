@@ -54,19 +54,7 @@ impl Registry {
         actor: &str,
     ) -> Result<(TokenRecord, TokenSecret), StoreError> {
         let secret = TokenSecret::generate();
-        let record = TokenRecord {
-            id: TokenId::generate(),
-            name: spec.name,
-            description: spec.description,
-            digest: secret.digest(),
-            hint: secret.hint(),
-            permissions: spec.permissions,
-            created_at: time::now(),
-            expires_at: spec.expires_at,
-            revoked_at: None,
-            revoke_reason: None,
-            last_used_at: None,
-        };
+        let record = TokenRecord::issue(TokenId::generate(), spec, &secret, time::now());
         let _order = self.ordered();
         self.store.create(&record, actor)?;
         self.cache.upsert(&record);

@@ -593,23 +593,16 @@ fn decode_event(seq: u64, bytes: &[u8]) -> Result<Event, StoreError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::token::TokenSecret;
+    use crate::token::{TokenSecret, TokenSpec};
 
     fn record(name: &str, created_at: i64) -> TokenRecord {
         let secret = TokenSecret::generate();
-        TokenRecord {
-            id: TokenId::generate(),
-            name: name.into(),
-            description: String::new(),
-            digest: secret.digest(),
-            hint: secret.hint(),
-            permissions: PermissionSet::preset("telegraf-agent").unwrap(),
+        TokenRecord::issue(
+            TokenId::generate(),
+            TokenSpec::agent(name),
+            &secret,
             created_at,
-            expires_at: None,
-            revoked_at: None,
-            revoke_reason: None,
-            last_used_at: None,
-        }
+        )
     }
 
     fn open() -> (tempfile::TempDir, Store) {

@@ -4,7 +4,7 @@
 mod support;
 
 use http::StatusCode;
-use serde_json::Value;
+use serde_json::{Value, json};
 use support::*;
 
 fn started() -> (Upstream, Tollgate) {
@@ -179,6 +179,30 @@ async fn revoke_several_ids_at_once() {
         assert_unauthorized(&resp, "Invalid token", Some(true));
     }
     assert_eq!(tg.record(&c.id).await["status"], "active");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn bulk_json_output_and_unknown_ids_exit_1_after_doing_the_rest() {
+    let (_up, tg) = started();
+    let a = tg.create_token("a").await;
+    let b = tg.create_token("b").await;
+    tg.cli(&["token", "revoke", &b.id, "--yes"]).ok();
+    let missing = "0000000000000000";
+    let out = tg.cli(&["token", "revoke", &a.id, &b.id, missing, "--yes", "--json"]);
+    assert_eq!(out.code(), Some(1), "{out:#?}");
+    assert_eq!(
+        out.json(),
+        json!({"revoked": [a.id], "already_revoked": [b.id], "not_found": [missing]})
+    );
+    assert!(out.stderr.contains(missing), "{out:#?}");
+    assert_eq!(out.stderr.trim().lines().count(), 1, "{out:#?}");
+    assert_eq!(tg.record(&a.id).await["status"], "revoked");
+
+    let out = tg.cli(&["token", "delete", &a.id, missing, "--yes", "--json"]);
+    assert_eq!(out.code(), Some(1), "{out:#?}");
+    assert_eq!(out.json(), json!({"deleted": [a.id], "not_found": [missing]}));
+    let out = tg.cli(&["token", "delete", &b.id, "--yes", "--json"]).ok();
+    assert_eq!(out.json(), json!({"deleted": [b.id], "not_found": []}));
 }
 
 #[tokio::test(flavor = "multi_thread")]

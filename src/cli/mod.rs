@@ -107,6 +107,9 @@ pub enum TokenCommand {
         /// Do not ask for confirmation
         #[arg(long)]
         yes: bool,
+        /// Print the API's answer: {"revoked", "already_revoked", "not_found"}
+        #[arg(long)]
+        json: bool,
     },
     /// Delete tokens (their records are gone)
     Delete {
@@ -115,6 +118,9 @@ pub enum TokenCommand {
         /// Do not ask for confirmation
         #[arg(long)]
         yes: bool,
+        /// Print the API's answer: {"deleted", "not_found"}
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -311,7 +317,12 @@ async fn token_command(client: &AdminClient, command: TokenCommand) -> Result<()
             }
             Ok(())
         }
-        TokenCommand::Revoke { ids, reason, yes } => {
+        TokenCommand::Revoke {
+            ids,
+            reason,
+            yes,
+            json,
+        } => {
             confirm(
                 &format!(
                     "Revoke {}? Revocation is permanent: the token is refused from the next request on.",
@@ -332,9 +343,10 @@ async fn token_command(client: &AdminClient, command: TokenCommand) -> Result<()
                     ("revoked", "revoked"),
                     ("already_revoked", "already revoked"),
                 ],
+                json,
             )
         }
-        TokenCommand::Delete { ids, yes } => {
+        TokenCommand::Delete { ids, yes, json } => {
             confirm(
                 &format!(
                     "Delete {}? The record is removed for good and the token is refused from the next request on.",
@@ -349,7 +361,7 @@ async fn token_command(client: &AdminClient, command: TokenCommand) -> Result<()
                     Some(&json!({ "ids": ids })),
                 )
                 .await?;
-            report(&outcome, &[("deleted", "deleted")])
+            report(&outcome, &[("deleted", "deleted")], json)
         }
     }
 }
@@ -406,10 +418,14 @@ async fn audit(client: &AdminClient, limit: u32, json: bool) -> Result<(), CliEr
 }
 
 /// Prints what a bulk call did; fails when some ids were not found, after the rest was done.
-fn report(outcome: &Value, lists: &[(&str, &str)]) -> Result<(), CliError> {
-    for (key, label) in lists {
-        for id in outcome[*key].as_array().into_iter().flatten() {
-            println!("{label}: {}", output::cell(id));
+fn report(outcome: &Value, lists: &[(&str, &str)], json: bool) -> Result<(), CliError> {
+    if json {
+        println!("{outcome}");
+    } else {
+        for (key, label) in lists {
+            for id in outcome[*key].as_array().into_iter().flatten() {
+                println!("{label}: {}", output::cell(id));
+            }
         }
     }
     let missing: Vec<String> = outcome["not_found"]

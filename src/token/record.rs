@@ -1,7 +1,7 @@
 //! A token's record and its state machine: active → revoked (permanent); expired is derived from
 //! the clock; deletion removes the record altogether (the store's business).
 
-use super::{PermissionSet, TokenDigest, TokenId};
+use super::{PermissionSet, TokenDigest, TokenId, TokenSecret, TokenSpec};
 use crate::time::UnixSeconds;
 
 /// Everything kept about a token. No secret: only its digest and a hint.
@@ -48,6 +48,29 @@ impl TokenStatus {
 }
 
 impl TokenRecord {
+    /// A new, active record for the token `secret`, created at `created_at`. Only the secret's
+    /// digest and hint are kept.
+    pub fn issue(
+        id: TokenId,
+        spec: TokenSpec,
+        secret: &TokenSecret,
+        created_at: UnixSeconds,
+    ) -> Self {
+        TokenRecord {
+            id,
+            name: spec.name,
+            description: spec.description,
+            digest: secret.digest(),
+            hint: secret.hint(),
+            permissions: spec.permissions,
+            created_at,
+            expires_at: spec.expires_at,
+            revoked_at: None,
+            revoke_reason: None,
+            last_used_at: None,
+        }
+    }
+
     /// Revocation wins over expiry: a revoked token stays revoked in every listing.
     pub fn status(&self, now: UnixSeconds) -> TokenStatus {
         if self.revoked_at.is_some() {
@@ -121,23 +144,15 @@ pub fn validate_description(text: &str) -> Result<(), NameError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::token::TokenSecret;
 
     fn record() -> TokenRecord {
         let secret = TokenSecret::generate();
-        TokenRecord {
-            id: TokenId::generate(),
-            name: "agent".into(),
-            description: String::new(),
-            digest: secret.digest(),
-            hint: secret.hint(),
-            permissions: PermissionSet::preset("telegraf-agent").unwrap(),
-            created_at: 1_000,
-            expires_at: None,
-            revoked_at: None,
-            revoke_reason: None,
-            last_used_at: None,
-        }
+        TokenRecord::issue(
+            TokenId::generate(),
+            TokenSpec::agent("agent"),
+            &secret,
+            1_000,
+        )
     }
 
     #[test]

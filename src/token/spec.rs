@@ -39,6 +39,17 @@ pub struct RawSpec {
 }
 
 impl TokenSpec {
+    /// An agent's token: the `telegraf-agent` preset, no description, no expiry.
+    pub fn agent(name: &str) -> Self {
+        TokenSpec {
+            name: name.to_owned(),
+            description: String::new(),
+            permissions: PermissionSet::preset("telegraf-agent")
+                .expect("the telegraf-agent preset exists"),
+            expires_at: None,
+        }
+    }
+
     /// Validates a request at time `now`. With neither a preset nor permissions, the
     /// `telegraf-agent` preset applies.
     pub fn validate(raw: RawSpec, now: UnixSeconds) -> Result<TokenSpec, SpecError> {
