@@ -200,7 +200,10 @@ async fn bulk_json_output_and_unknown_ids_exit_1_after_doing_the_rest() {
 
     let out = tg.cli(&["token", "delete", &a.id, missing, "--yes", "--json"]);
     assert_eq!(out.code(), Some(1), "{out:#?}");
-    assert_eq!(out.json(), json!({"deleted": [a.id], "not_found": [missing]}));
+    assert_eq!(
+        out.json(),
+        json!({"deleted": [a.id], "not_found": [missing]})
+    );
     let out = tg.cli(&["token", "delete", &b.id, "--yes", "--json"]).ok();
     assert_eq!(out.json(), json!({"deleted": [b.id], "not_found": []}));
 }

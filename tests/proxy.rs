@@ -519,6 +519,28 @@ async fn curl_shaped_requests() {
     let want = format!("last-modified: {CONFIG_LAST_MODIFIED}").to_ascii_lowercase();
     assert!(lower.contains(&want), "{head}");
 
+    // A large upload as curl sends it: chunked, with `Expect: 100-continue`.
+    let file = tempfile::NamedTempFile::new().expect("temp file");
+    let body = pattern(8 * 1024 * 1024);
+    std::fs::write(file.path(), &body).expect("write the upload");
+    let data = format!("@{}", file.path().display());
+    let url = tg.proxy_url("api", "/upload");
+    let (code, out) = curl(&[
+        "-H",
+        &auth,
+        "-H",
+        "Transfer-Encoding: chunked",
+        "-H",
+        "Expect: 100-continue",
+        "--data-binary",
+        &data,
+        &url,
+    ]);
+    assert_eq!(code, Some(0), "{out}");
+    let echo: Echo = serde_json::from_str(&out).expect("the upstream's echo");
+    assert_eq!(echo.body_len, body.len() as u64);
+    assert_eq!(echo.body_sha256, sha256_hex(&body));
+
     // HTTP/2 with prior knowledge, and the status and body of a refusal.
     let url = tg.proxy_url("api", "/private");
     let (code, out) = curl(&[
