@@ -109,13 +109,7 @@ fn a_store_that_cannot_be_opened_stops_the_start() {
             .any(|l| log_json(l).is_some_and(|r| r["message"] == "ready")),
         "never ready: {failure:#?}"
     );
-    let all = failure
-        .stdout
-        .iter()
-        .chain(failure.stderr.iter())
-        .cloned()
-        .collect::<Vec<_>>()
-        .join("\n");
+    let all = failure.output();
     assert!(!all.trim().is_empty(), "a clear error is printed");
 }
 
@@ -133,13 +127,7 @@ fn an_unknown_config_key_stops_the_start() {
         };
     let status = failure.status.expect("the process exits by itself");
     assert!(!status.success());
-    let all = failure
-        .stdout
-        .iter()
-        .chain(failure.stderr.iter())
-        .cloned()
-        .collect::<Vec<_>>()
-        .join("\n");
+    let all = failure.output();
     assert!(all.contains("bindd"), "the error names the key: {all}");
 }
 

@@ -793,6 +793,18 @@ pub struct StartFailure {
     pub stderr: Vec<String>,
 }
 
+impl StartFailure {
+    /// Everything the process printed, stdout then stderr.
+    pub fn output(&self) -> String {
+        self.stdout
+            .iter()
+            .chain(self.stderr.iter())
+            .cloned()
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+}
+
 /// The real `tollgate serve`, in its own temporary directory.
 pub struct Tollgate {
     dir: TempDir,
