@@ -184,7 +184,7 @@ impl TokenCache {
     }
 
     /// The check after parsing: look the digest up and judge the entry.
-    pub fn decide_digest(&self, digest: &TokenDigest, now: UnixSeconds) -> Verdict {
+    fn decide_digest(&self, digest: &TokenDigest, now: UnixSeconds) -> Verdict {
         let Some(entry) = self.map.get(digest) else {
             return Verdict::Deny(Denial::Unknown, None);
         };

@@ -38,10 +38,6 @@ impl Registry {
         &self.cache
     }
 
-    pub fn store(&self) -> &Store {
-        &self.store
-    }
-
     fn ordered(&self) -> std::sync::MutexGuard<'_, ()> {
         // The guarded data is `()`: a panic elsewhere cannot leave it inconsistent.
         self.write_order.lock().unwrap_or_else(|e| e.into_inner())

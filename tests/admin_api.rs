@@ -683,13 +683,35 @@ async fn health_readiness_and_metrics() {
         text.lines().any(|l| l.starts_with("# TYPE tollgate_")),
         "Prometheus text with tollgate_ metrics:\n{text}"
     );
+    for sample in [
+        r#"tollgate_requests_total{listener="api",outcome="forwarded"} 1"#,
+        r#"tollgate_requests_total{listener="api",outcome="missing"} 1"#,
+        r#"tollgate_requests_total{listener="api",outcome="revoked"} 0"#,
+        r#"tollgate_tokens{status="active"} 1"#,
+        r#"tollgate_tokens{status="revoked"} 0"#,
+        "tollgate_revocations_total 0",
+    ] {
+        assert!(text.lines().any(|l| l == sample), "{sample} in:\n{text}");
+    }
     assert!(
-        text.lines()
-            .any(|l| l.starts_with("tollgate_") && !l.starts_with('#')),
-        "tollgate_ samples:\n{text}"
+        text.contains(r#"tollgate_upstream_duration_seconds_count{listener="api"} 1"#),
+        "one upstream latency sample:\n{text}"
     );
     for secret in [tok.secret.as_str(), tok.hex_part(), tg.admin_token()] {
         assert!(!text.contains(secret), "metrics hold a secret");
+    }
+
+    // A revoke and a refused request show up on the next scrape.
+    assert_eq!(tg.revoke(&tok.id, None).await.status, StatusCode::OK);
+    tg.proxy("api", "/x", Some(&tok.bearer())).await;
+    let text = http.get(&format!("{base}/metrics"), &[]).await.text();
+    for sample in [
+        r#"tollgate_requests_total{listener="api",outcome="revoked"} 1"#,
+        r#"tollgate_tokens{status="active"} 0"#,
+        r#"tollgate_tokens{status="revoked"} 1"#,
+        "tollgate_revocations_total 1",
+    ] {
+        assert!(text.lines().any(|l| l == sample), "{sample} in:\n{text}");
     }
 }
 

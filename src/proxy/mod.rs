@@ -192,8 +192,13 @@ async fn handle(
     let verdict = state
         .cache
         .decide(request.headers().get_all(AUTHORIZATION), time::now());
-    let method = request.method().clone();
-    let path = request.uri().path_and_query().cloned();
+    // What the access line needs, taken only when there is one to write.
+    let logged = state.access_log.then(|| {
+        (
+            request.method().clone(),
+            request.uri().path_and_query().cloned(),
+        )
+    });
 
     let (response, outcome, identity, upstream_time) = match verdict {
         Verdict::Deny(denial, identity) => (
@@ -210,7 +215,7 @@ async fn handle(
     };
 
     state.metrics.record(outcome);
-    if state.access_log {
+    if let Some((method, path)) = logged {
         // The path only: query strings may carry parameters that are nobody's business in a log.
         tracing::info!(
             target: "tollgate::access",
