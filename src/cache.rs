@@ -15,7 +15,7 @@ use http::HeaderValue;
 use http::header::GetAll;
 
 use crate::time::UnixSeconds;
-use crate::token::{PermissionSet, TokenDigest, TokenId, TokenRecord, digest_token_bytes};
+use crate::token::{PermissionSet, TokenDigest, TokenId, TokenRecord, digest_token_bytes, hint_of};
 
 /// Why a request was refused. Clients see the Controller's words; logs and metrics see these.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -337,6 +337,16 @@ impl TokenCache {
         }
         counts
     }
+}
+
+/// The hint of the token a request presents, for logs: `None` unless exactly one
+/// `Authorization` header carries a well-formed token.
+pub fn presented_hint(authorization: GetAll<'_, HeaderValue>) -> Option<String> {
+    let mut values = authorization.iter();
+    let (Some(value), None) = (values.next(), values.next()) else {
+        return None;
+    };
+    hint_of(token_from_header(value.as_bytes())?)
 }
 
 /// Records a use at `now`; returns whether the token must be queued for a last-used flush.

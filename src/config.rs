@@ -2,13 +2,17 @@
 //! program runs on. Every default is written once, here, and documented in `config/tollgate.toml`.
 
 use std::collections::HashSet;
+use std::fmt;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use http::HeaderValue;
 use serde::{Deserialize, Serialize};
 
+use crate::proxy::route::{Access, MethodSet, Pattern, Profile, Route, RouteTable};
 use crate::time::parse_duration;
+use crate::token::Permission;
 
 /// The defaults, in one place.
 mod defaults {
@@ -29,6 +33,10 @@ mod defaults {
     /// Open client connections per listener; past it, new connections wait in the kernel's
     /// backlog. Keep the process's file limit (`ulimit -n`) above the sum over listeners.
     pub const MAX_CONNECTIONS: usize = 16_384;
+    /// What no route matches needs a valid token.
+    pub const DEFAULT_ACCESS: &str = "token";
+    /// The client's own `Authorization` goes upstream with the requests tollgate passed.
+    pub const AUTHORIZATION: &str = "forward";
 }
 
 pub use defaults::CONFIG_PATH as DEFAULT_CONFIG_PATH;
@@ -117,6 +125,36 @@ pub struct RawListener {
     pub upstream_idle_timeout: String,
     #[serde(default = "d_max_connections")]
     pub max_connections: usize,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub profile: Option<String>,
+    #[serde(default = "d_default_access")]
+    pub default: String,
+    #[serde(default = "d_authorization")]
+    pub authorization: String,
+    /// The name of the variable holding the credential for `authorization = "replace"`; the
+    /// value itself is never part of the config, so `check-config` cannot print it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub authorization_env: Option<String>,
+    #[serde(default)]
+    pub pass_session_cookies: bool,
+    #[serde(default, rename = "route", skip_serializing_if = "Vec::is_empty")]
+    pub routes: Vec<RawRoute>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRoute {
+    pub path: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub methods: Option<Vec<String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub require: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub public: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deny: Option<bool>,
 }
 
 fn d_store_path() -> PathBuf {
@@ -154,6 +192,12 @@ fn d_upstream_idle_timeout() -> String {
 }
 fn d_max_connections() -> usize {
     defaults::MAX_CONNECTIONS
+}
+fn d_default_access() -> String {
+    defaults::DEFAULT_ACCESS.into()
+}
+fn d_authorization() -> String {
+    defaults::AUTHORIZATION.into()
 }
 
 macro_rules! section_default {
@@ -224,6 +268,34 @@ pub struct ListenerConfig {
     pub connect_timeout: Duration,
     pub upstream_idle_timeout: Duration,
     pub max_connections: usize,
+    /// The listener's own routes, then its profile's, then its default.
+    pub routes: RouteTable,
+    pub authorization: UpstreamAuthorization,
+    /// Requests with a `Cookie` and no `Authorization` go to the upstream's own session login
+    /// instead of being refused for want of a token.
+    pub pass_session_cookies: bool,
+}
+
+/// What a listener sends upstream as `Authorization` with the requests tollgate authenticated.
+/// Public requests always carry the client's own headers.
+#[derive(Clone)]
+pub enum UpstreamAuthorization {
+    /// The client's token, for an upstream that knows the same tokens.
+    Forward,
+    /// None, for an upstream that no longer checks tokens on the proxied routes.
+    Strip,
+    /// A credential of tollgate's own (marked sensitive), for an upstream that knows only it.
+    Replace(HeaderValue),
+}
+
+impl fmt::Debug for UpstreamAuthorization {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            UpstreamAuthorization::Forward => "Forward",
+            UpstreamAuthorization::Strip => "Strip",
+            UpstreamAuthorization::Replace(_) => "Replace(<redacted>)",
+        })
+    }
 }
 
 /// Where a listener forwards to: `http://host:port`, with no path.
@@ -243,12 +315,22 @@ impl Config {
         Config::parse(path, &text)
     }
 
+    /// Parses and validates, reading variables (`authorization_env`) from the environment.
     pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
+        Config::parse_with_env(path, text, &|name| std::env::var(name).ok())
+    }
+
+    /// Parses and validates, reading variables through `env`.
+    pub fn parse_with_env(
+        path: &Path,
+        text: &str,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Config, ConfigError> {
         let raw: RawConfig = toml::from_str(text).map_err(|e| ConfigError::Parse {
             path: path.to_owned(),
             message: e.message().to_owned() + &location(text, e.span()),
         })?;
-        raw.validate(path)
+        raw.validate(path, env)
     }
 
     /// The effective config as TOML, every default written out. Holds no secret: the config
@@ -270,7 +352,11 @@ fn location(text: &str, span: Option<std::ops::Range<usize>>) -> String {
 }
 
 impl RawConfig {
-    fn validate(self, path: &Path) -> Result<Config, ConfigError> {
+    fn validate(
+        self,
+        path: &Path,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Config, ConfigError> {
         let invalid = |field: &str, message: String| ConfigError::Invalid {
             path: path.to_owned(),
             field: field.to_owned(),
@@ -380,6 +466,11 @@ impl RawConfig {
                     }
                     n => n,
                 },
+                routes: listener_routes(raw)
+                    .map_err(|(key, message)| invalid(&field(&key), message))?,
+                authorization: upstream_authorization(raw, env)
+                    .map_err(|(key, message)| invalid(&field(key), message))?,
+                pass_session_cookies: raw.pass_session_cookies,
             });
         }
 
@@ -394,6 +485,140 @@ impl RawConfig {
             effective: self,
         })
     }
+}
+
+/// A listener's route table: its own routes, its profile's, its default. Errors carry the key
+/// under the listener (`route[2].require`) and a message.
+fn listener_routes(raw: &RawListener) -> Result<RouteTable, (String, String)> {
+    let mut routes = Vec::with_capacity(raw.routes.len());
+    for (i, r) in raw.routes.iter().enumerate() {
+        let key = |k: &str| format!("route[{i}].{k}");
+        let pattern = Pattern::parse(&r.path).map_err(|m| (key("path"), m))?;
+        let methods = match &r.methods {
+            None => MethodSet::ANY,
+            Some(names) if names.is_empty() => {
+                return Err((key("methods"), "leave it out to match every method".into()));
+            }
+            Some(names) => MethodSet::parse(names)
+                .map_err(|name| (key("methods"), format!("unknown method {name:?}")))?,
+        };
+        let mut chosen = Vec::new();
+        if let Some(text) = &r.require {
+            let permission =
+                Permission::parse(text).map_err(|e| (key("require"), e.to_string()))?;
+            chosen.push(Access::Require(permission));
+        }
+        for (flag, access) in [
+            (r.token, Access::Token),
+            (r.public, Access::Public),
+            (r.deny, Access::Deny),
+        ] {
+            if flag == Some(true) {
+                chosen.push(access);
+            }
+        }
+        let [access] = chosen[..] else {
+            return Err((
+                format!("route[{i}]"),
+                "give exactly one of require = \"resource:action\", token = true, public = true \
+                 or deny = true"
+                    .into(),
+            ));
+        };
+        routes.push(Route {
+            pattern,
+            methods,
+            access,
+        });
+    }
+    if let Some(name) = &raw.profile {
+        let profile = Profile::parse(name).ok_or_else(|| {
+            (
+                "profile".to_string(),
+                format!("{name:?} is not a known profile ({})", Profile::NAMES),
+            )
+        })?;
+        routes.extend(profile.routes());
+    }
+    let default = match raw.default.as_str() {
+        "token" => Access::Token,
+        "deny" => Access::Deny,
+        "public" => Access::Public,
+        other => {
+            return Err((
+                "default".into(),
+                format!("{other:?} is not \"token\", \"deny\" or \"public\""),
+            ));
+        }
+    };
+    Ok(RouteTable::new(routes, default))
+}
+
+/// The listener's `authorization` mode; for `replace`, the credential read from the variable
+/// that `authorization_env` names. Messages name the variable, never its value.
+fn upstream_authorization(
+    raw: &RawListener,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<UpstreamAuthorization, (&'static str, String)> {
+    let mode = match raw.authorization.as_str() {
+        "forward" => UpstreamAuthorization::Forward,
+        "strip" => UpstreamAuthorization::Strip,
+        "replace" => {
+            let Some(var) = &raw.authorization_env else {
+                return Err((
+                    "authorization_env",
+                    "authorization = \"replace\" needs the name of the variable holding the \
+                     credential"
+                        .into(),
+                ));
+            };
+            let value = env(var).unwrap_or_default();
+            let value = value.trim();
+            if value.is_empty() {
+                return Err((
+                    "authorization_env",
+                    format!("the environment variable {var} is not set or empty"),
+                ));
+            }
+            // A bare token is sent the way agents send theirs.
+            let value = if value.contains(' ') {
+                value.to_owned()
+            } else {
+                format!("Bearer {value}")
+            };
+            let mut value = HeaderValue::from_str(&value).map_err(|_| {
+                (
+                    "authorization_env",
+                    format!("the value of {var} is not a valid header value"),
+                )
+            })?;
+            value.set_sensitive(true);
+            UpstreamAuthorization::Replace(value)
+        }
+        other => {
+            return Err((
+                "authorization",
+                format!("{other:?} is not \"forward\", \"strip\" or \"replace\""),
+            ));
+        }
+    };
+    if raw.authorization_env.is_some() && !matches!(mode, UpstreamAuthorization::Replace(_)) {
+        return Err((
+            "authorization_env",
+            "is used only with authorization = \"replace\"".into(),
+        ));
+    }
+    // A stripped upstream checks nothing on the proxied routes, so a request let through for
+    // its session cookie would reach them unchecked.
+    if raw.pass_session_cookies && matches!(mode, UpstreamAuthorization::Strip) {
+        return Err((
+            "pass_session_cookies",
+            "cannot be combined with authorization = \"strip\": the upstream would check \
+             nothing"
+                .into(),
+        ));
+    }
+    Ok(mode)
 }
 
 fn parse_upstream(text: &str) -> Result<Upstream, String> {
@@ -487,5 +712,100 @@ mod tests {
             let err = parse(&text).unwrap_err().to_string();
             assert!(err.contains(&format!("{field}:")), "{field}: {err}");
         }
+    }
+
+    #[test]
+    fn routes_profile_and_default_build_the_table() {
+        let config = parse(&format!(
+            "{MINIMAL}profile = \"telegraf-controller\"\ndefault = \"deny\"\n\
+             [[listener.route]]\npath = \"/custom/*\"\nmethods = [\"get\"]\npublic = true\n"
+        ))
+        .unwrap();
+        let table = &config.listeners[0].routes;
+        assert_eq!(table.routes()[0].pattern.as_str(), "/custom/*");
+        assert!(table.routes().len() > 40, "the profile's routes follow");
+        let decide = |m: http::Method, p: &str| table.decide(&m, p).unwrap().access;
+        assert_eq!(decide(http::Method::GET, "/custom/x"), Access::Public);
+        assert_eq!(decide(http::Method::POST, "/nowhere"), Access::Deny);
+        // The effective config keeps the routes and parses back.
+        let again = parse(&config.to_toml()).unwrap();
+        assert_eq!(again.to_toml(), config.to_toml());
+    }
+
+    #[test]
+    fn bad_routes_name_their_field() {
+        for (route, field) in [
+            (
+                "path = \"nope\"\npublic = true",
+                "listener[0].route[0].path",
+            ),
+            (
+                "path = \"/x\"\nrequire = \"cheese:read\"",
+                "listener[0].route[0].require",
+            ),
+            (
+                "path = \"/x\"\nmethods = [\"FETCH\"]\ntoken = true",
+                "listener[0].route[0].methods",
+            ),
+            (
+                "path = \"/x\"\ntoken = true\npublic = true",
+                "listener[0].route[0]",
+            ),
+            ("path = \"/x\"", "listener[0].route[0]"),
+            ("path = \"/x\"\ntoken = true\ncolour = 1", "colour"),
+        ] {
+            let err = parse(&format!("{MINIMAL}[[listener.route]]\n{route}\n"))
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains(field), "{field}: {err}");
+        }
+        for (keys, field) in [
+            ("profile = \"nginx\"", "listener[0].profile"),
+            ("default = \"allow\"", "listener[0].default"),
+            ("authorization = \"swap\"", "listener[0].authorization"),
+            (
+                "authorization = \"replace\"",
+                "listener[0].authorization_env",
+            ),
+            ("authorization_env = \"X\"", "listener[0].authorization_env"),
+            (
+                "authorization = \"strip\"\npass_session_cookies = true",
+                "listener[0].pass_session_cookies",
+            ),
+        ] {
+            let err = parse(&format!("{MINIMAL}{keys}\n"))
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains(&format!("{field}:")), "{field}: {err}");
+        }
+    }
+
+    #[test]
+    fn a_replacement_credential_is_read_from_the_environment_and_never_shown() {
+        let var = "TOLLGATE_TEST_CREDENTIAL_FOR_CONFIG";
+        let missing = parse(&format!(
+            "{MINIMAL}authorization = \"replace\"\nauthorization_env = \"{var}_UNSET\"\n"
+        ))
+        .unwrap_err()
+        .to_string();
+        assert!(missing.contains(&format!("{var}_UNSET")), "{missing}");
+
+        let env = |name: &str| (name == var).then(|| "tc-apiv1_servicecredential".to_string());
+        let config = Config::parse_with_env(
+            Path::new("test.toml"),
+            &format!("{MINIMAL}authorization = \"replace\"\nauthorization_env = \"{var}\"\n"),
+            &env,
+        )
+        .unwrap();
+        match &config.listeners[0].authorization {
+            UpstreamAuthorization::Replace(value) => {
+                assert_eq!(value.as_bytes(), b"Bearer tc-apiv1_servicecredential");
+                assert!(value.is_sensitive());
+            }
+            other => panic!("{other:?}"),
+        }
+        let shown = config.to_toml() + &format!("{config:?}");
+        assert!(!shown.contains("servicecredential"), "{shown}");
+        assert!(shown.contains(var));
     }
 }

@@ -2,6 +2,7 @@
 //! only increments atomics; no label lookup happens per request. The recorder is owned, not
 //! installed globally, so that several servers can live in one process (tests, benchmarks).
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use metrics::{Counter, Histogram, Key, Label, Metadata, Recorder};
@@ -11,8 +12,10 @@ use metrics_exporter_prometheus::{
 
 use crate::cache::{Denial, TokenCache};
 use crate::time::UnixSeconds;
+use crate::token::Permission;
 
 const REQUESTS: &str = "tollgate_requests_total";
+const PERMISSION_DENIALS: &str = "tollgate_permission_denials_total";
 const UPSTREAM_SECONDS: &str = "tollgate_upstream_duration_seconds";
 const REVOCATIONS: &str = "tollgate_revocations_total";
 const DELETIONS: &str = "tollgate_deletions_total";
@@ -26,8 +29,20 @@ const LATENCY_BUCKETS: &[f64] = &[
 /// How a proxied request ended, as the `outcome` label says it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Outcome {
+    /// Passed with a valid token and forwarded.
     Forwarded,
+    /// Forwarded on a public route, with no token check.
+    Public,
+    /// Forwarded without a token to the upstream's own session login (`pass_session_cookies`).
+    Session,
+    /// Refused: the token is missing or not valid.
     Denied(Denial),
+    /// Refused: a valid token without the route's permission.
+    Permission,
+    /// Refused by a `deny` route or default.
+    RouteDenied,
+    /// Refused: a path servers may read differently.
+    BadPath,
     UpstreamUnavailable,
     UpstreamTimeout,
 }
@@ -36,20 +51,30 @@ impl Outcome {
     pub fn as_str(self) -> &'static str {
         match self {
             Outcome::Forwarded => "forwarded",
+            Outcome::Public => "public",
+            Outcome::Session => "session",
             Outcome::Denied(d) => d.as_str(),
+            Outcome::Permission => "permission",
+            Outcome::RouteDenied => "denied",
+            Outcome::BadPath => "bad_path",
             Outcome::UpstreamUnavailable => "upstream_unavailable",
             Outcome::UpstreamTimeout => "upstream_timeout",
         }
     }
 
-    const ALL: [Outcome; 9] = [
+    const ALL: [Outcome; 14] = [
         Outcome::Forwarded,
+        Outcome::Public,
+        Outcome::Session,
         Outcome::Denied(Denial::Missing),
         Outcome::Denied(Denial::Format),
         Outcome::Denied(Denial::Unknown),
         Outcome::Denied(Denial::Revoked),
         Outcome::Denied(Denial::Deleted),
         Outcome::Denied(Denial::Expired),
+        Outcome::Permission,
+        Outcome::RouteDenied,
+        Outcome::BadPath,
         Outcome::UpstreamUnavailable,
         Outcome::UpstreamTimeout,
     ];
@@ -58,14 +83,19 @@ impl Outcome {
     fn index(self) -> usize {
         match self {
             Outcome::Forwarded => 0,
-            Outcome::Denied(Denial::Missing) => 1,
-            Outcome::Denied(Denial::Format) => 2,
-            Outcome::Denied(Denial::Unknown) => 3,
-            Outcome::Denied(Denial::Revoked) => 4,
-            Outcome::Denied(Denial::Deleted) => 5,
-            Outcome::Denied(Denial::Expired) => 6,
-            Outcome::UpstreamUnavailable => 7,
-            Outcome::UpstreamTimeout => 8,
+            Outcome::Public => 1,
+            Outcome::Session => 2,
+            Outcome::Denied(Denial::Missing) => 3,
+            Outcome::Denied(Denial::Format) => 4,
+            Outcome::Denied(Denial::Unknown) => 5,
+            Outcome::Denied(Denial::Revoked) => 6,
+            Outcome::Denied(Denial::Deleted) => 7,
+            Outcome::Denied(Denial::Expired) => 8,
+            Outcome::Permission => 9,
+            Outcome::RouteDenied => 10,
+            Outcome::BadPath => 11,
+            Outcome::UpstreamUnavailable => 12,
+            Outcome::UpstreamTimeout => 13,
         }
     }
 }
@@ -81,12 +111,18 @@ pub struct Metrics {
 #[derive(Clone)]
 pub struct ListenerMetrics {
     requests: [Counter; Outcome::ALL.len()],
+    /// 403s by the permission the route required, indexed by `Permission::slot`.
+    permission_denials: Arc<[Counter]>,
     upstream_seconds: Histogram,
 }
 
 impl ListenerMetrics {
     pub fn record(&self, outcome: Outcome) {
         self.requests[outcome.index()].increment(1);
+    }
+
+    pub fn permission_denied(&self, required: Permission) {
+        self.permission_denials[required.slot()].increment(1);
     }
 
     pub fn upstream_latency(&self, elapsed: Duration) {
@@ -130,12 +166,25 @@ impl Metrics {
             );
             self.recorder.register_counter(&key, &METADATA)
         });
+        let permission_denials = Permission::all()
+            .map(|permission| {
+                let key = Key::from_parts(
+                    PERMISSION_DENIALS,
+                    vec![
+                        listener.clone(),
+                        Label::new("permission", permission.to_string()),
+                    ],
+                );
+                self.recorder.register_counter(&key, &METADATA)
+            })
+            .collect();
         let upstream_seconds = self.recorder.register_histogram(
             &Key::from_parts(UPSTREAM_SECONDS, vec![listener]),
             &METADATA,
         );
         ListenerMetrics {
             requests,
+            permission_denials,
             upstream_seconds,
         }
     }
@@ -184,6 +233,7 @@ mod tests {
         let metrics = Metrics::new();
         let api = metrics.listener("api");
         api.record(Outcome::Denied(Denial::Revoked));
+        api.permission_denied(Permission::parse("users:read").unwrap());
         api.upstream_latency(Duration::from_millis(3));
         metrics.revoked(2);
         let text = metrics.render(&TokenCache::new(), 0);
@@ -192,6 +242,12 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("tollgate_revocations_total 2"), "{text}");
+        assert!(
+            text.contains(
+                r#"tollgate_permission_denials_total{listener="api",permission="users:read"} 1"#
+            ),
+            "{text}"
+        );
         assert!(
             text.contains(r#"tollgate_tokens{status="active"} 0"#),
             "{text}"

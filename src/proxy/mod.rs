@@ -1,12 +1,14 @@
 //! The data path: listeners that authenticate every request against the cache and forward what
 //! passes to their upstream.
 //!
-//! A request's life, in `handle`: authenticate (the cache's verdict) → refuse, or forward (header
-//! hygiene, pooled upstream client, streamed bodies) → count and log. No disk, no lock across an
+//! A request's life, in `handle`: route (`route.rs`) → authenticate where the route asks for it
+//! (the cache's verdict, then the route's permission) → refuse, or forward (header hygiene, the
+//! listener's upstream credential, pooled upstream client, streamed bodies) → count and log. No disk, no lock across an
 //! `.await`, nothing a client sends can panic it.
 
 mod headers;
 mod respond;
+pub mod route;
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -27,12 +29,13 @@ use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
 use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, watch};
 
-use crate::cache::{Identity, TokenCache, Verdict};
-use crate::config::{ListenerConfig, Upstream};
+use crate::cache::{Identity, TokenCache, Verdict, presented_hint};
+use crate::config::{ListenerConfig, Upstream, UpstreamAuthorization};
 use crate::metrics::{ListenerMetrics, Outcome};
 use crate::time;
 
 pub use respond::ProxyBody;
+use route::{Access, BadPath, RouteTable};
 
 /// How long a client may take to send a request head (the first one included) before its
 /// connection is closed.
@@ -53,6 +56,9 @@ pub struct ListenerState {
     cache: Arc<TokenCache>,
     metrics: ListenerMetrics,
     access_log: bool,
+    routes: RouteTable,
+    authorization: UpstreamAuthorization,
+    pass_session_cookies: bool,
 }
 
 impl ListenerState {
@@ -79,6 +85,9 @@ impl ListenerState {
             cache,
             metrics,
             access_log,
+            routes: config.routes.clone(),
+            authorization: config.authorization.clone(),
+            pass_session_cookies: config.pass_session_cookies,
         }
     }
 }
@@ -183,49 +192,100 @@ fn log_connection_end<E: std::fmt::Display>(ended: Result<(), E>) {
     }
 }
 
-/// One request's life: authenticate, then refuse or forward; count and log either way.
+/// One request's life: route, authenticate where the route asks for it, then refuse or forward;
+/// count and log either way.
 async fn handle(
     state: Arc<ListenerState>,
     remote: SocketAddr,
     request: Request<Incoming>,
 ) -> Result<Response<ProxyBody>, Infallible> {
-    let verdict = state
-        .cache
-        .decide(request.headers().get_all(AUTHORIZATION), time::now());
-    // What the access line needs, taken only when there is one to write.
-    let logged = state.access_log.then(|| {
-        (
-            request.method().clone(),
-            request.uri().path_and_query().cloned(),
-        )
+    // What the access line needs from the request, taken only when there is one to write.
+    let logged = state.access_log.then(|| AccessFields {
+        method: request.method().clone(),
+        path: request.uri().path_and_query().cloned(),
+        hint: presented_hint(request.headers().get_all(AUTHORIZATION)),
     });
 
-    let (response, outcome, identity, upstream_time) = match verdict {
-        Verdict::Deny(denial, identity) => (
-            respond::denied(denial),
-            Outcome::Denied(denial),
-            identity,
-            None,
-        ),
-        Verdict::Allow(identity) => {
-            let (response, outcome, elapsed) = forward(&state, remote, &identity, request).await;
-            state.metrics.upstream_latency(elapsed);
-            (response, outcome, Some(identity), Some(elapsed))
-        }
-    };
+    let mut route = "-";
+    let mut required = None;
+    let (response, outcome, identity, upstream_time) =
+        match state.routes.decide(request.method(), request.uri().path()) {
+            Err(BadPath) => (respond::bad_path(), Outcome::BadPath, None, None),
+            Ok(decision) => {
+                route = decision.route;
+                if let Access::Require(permission) = decision.access {
+                    required = Some(permission);
+                }
+                match decision.access {
+                    Access::Deny => (respond::forbidden(), Outcome::RouteDenied, None, None),
+                    Access::Public => {
+                        let (response, outcome, elapsed) =
+                            forward(&state, remote, None, request, Outcome::Public).await;
+                        (response, outcome, None, Some(elapsed))
+                    }
+                    Access::Token | Access::Require(_) if state.is_session_request(&request) => {
+                        let (response, outcome, elapsed) =
+                            forward(&state, remote, None, request, Outcome::Session).await;
+                        (response, outcome, None, Some(elapsed))
+                    }
+                    Access::Token | Access::Require(_) => {
+                        let verdict = state
+                            .cache
+                            .decide(request.headers().get_all(AUTHORIZATION), time::now());
+                        match verdict {
+                            Verdict::Deny(denial, identity) => (
+                                respond::denied(denial),
+                                Outcome::Denied(denial),
+                                identity,
+                                None,
+                            ),
+                            Verdict::Allow(identity) => match required {
+                                Some(permission) if !identity.permissions.allows(permission) => {
+                                    state.metrics.permission_denied(permission);
+                                    (
+                                        respond::insufficient_scope(permission),
+                                        Outcome::Permission,
+                                        Some(identity),
+                                        None,
+                                    )
+                                }
+                                _ => {
+                                    let (response, outcome, elapsed) = forward(
+                                        &state,
+                                        remote,
+                                        Some(&identity),
+                                        request,
+                                        Outcome::Forwarded,
+                                    )
+                                    .await;
+                                    (response, outcome, Some(identity), Some(elapsed))
+                                }
+                            },
+                        }
+                    }
+                }
+            }
+        };
 
+    if let Some(elapsed) = upstream_time {
+        state.metrics.upstream_latency(elapsed);
+    }
     state.metrics.record(outcome);
-    if let Some((method, path)) = logged {
+    if let Some(fields) = logged {
         // The path only: query strings may carry parameters that are nobody's business in a log.
         tracing::info!(
             target: "tollgate::access",
             listener = %state.name,
             remote = %remote.ip(),
-            method = %method,
-            path = path.as_ref().map_or("/", |p| p.path()),
+            method = %fields.method,
+            path = fields.path.as_ref().map_or("/", |p| p.path()),
             status = response.status().as_u16(),
             outcome = outcome.as_str(),
+            route,
+            required = required.map(tracing::field::display),
             token_id = identity.as_ref().map_or("-", |i| i.id.as_str()),
+            token_name = identity.as_ref().and_then(|i| i.name.to_str().ok()),
+            hint = fields.hint,
             upstream_ms = upstream_time.map(|t| t.as_secs_f64() * 1000.0),
             "access"
         );
@@ -233,12 +293,33 @@ async fn handle(
     Ok(response)
 }
 
-/// Sends an authenticated request upstream and streams the answer back.
+/// What an access line says about the request, taken before the request moves upstream.
+struct AccessFields {
+    method: http::Method,
+    path: Option<PathAndQuery>,
+    /// The presented token's prefix and last four characters, when it is well formed.
+    hint: Option<String>,
+}
+
+impl ListenerState {
+    /// A browser on the upstream's own session: a cookie and no token. Passed through unchecked
+    /// when the listener allows it; the upstream's login decides.
+    fn is_session_request<B>(&self, request: &Request<B>) -> bool {
+        self.pass_session_cookies
+            && !request.headers().contains_key(AUTHORIZATION)
+            && request.headers().contains_key(COOKIE)
+    }
+}
+
+/// Sends a request upstream and streams the answer back. `identity` is the token tollgate
+/// checked; without one (public routes, sessions) the request keeps the client's credentials
+/// as sent and gets no identity headers. `outcome` is what a delivered answer counts as.
 async fn forward(
     state: &ListenerState,
     remote: SocketAddr,
-    identity: &Identity,
+    identity: Option<&Identity>,
     request: Request<Incoming>,
+    outcome: Outcome,
 ) -> (Response<ProxyBody>, Outcome, Duration) {
     let (mut parts, body) = request.into_parts();
     let arrived_over_h2 = parts.version == Version::HTTP_2;
@@ -278,11 +359,22 @@ async fn forward(
     }
     headers::append_forwarded_for(headers, &remote.ip().to_string());
     headers.insert(headers::X_FORWARDED_PROTO, HeaderValue::from_static("http"));
-    headers.insert(
-        headers::TOKEN_ID,
-        HeaderValue::from_str(identity.id.as_str()).expect("token ids are header-safe"),
-    );
-    headers.insert(headers::TOKEN_NAME, identity.name.clone());
+    if let Some(identity) = identity {
+        headers.insert(
+            headers::TOKEN_ID,
+            HeaderValue::from_str(identity.id.as_str()).expect("token ids are header-safe"),
+        );
+        headers.insert(headers::TOKEN_NAME, identity.name.clone());
+        match &state.authorization {
+            UpstreamAuthorization::Forward => {}
+            UpstreamAuthorization::Strip => {
+                headers.remove(AUTHORIZATION);
+            }
+            UpstreamAuthorization::Replace(credential) => {
+                headers.insert(AUTHORIZATION, credential.clone());
+            }
+        }
+    }
 
     let started = Instant::now();
     let sent = state.client.request(Request::from_parts(parts, body));
@@ -293,7 +385,7 @@ async fn forward(
             headers::remove_hop_by_hop(&mut parts.headers);
             (
                 Response::from_parts(parts, Either::Left(body)),
-                Outcome::Forwarded,
+                outcome,
                 elapsed,
             )
         }

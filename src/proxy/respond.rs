@@ -7,6 +7,7 @@ use http_body_util::{Either, Full};
 use hyper::body::Incoming;
 
 use crate::cache::Denial;
+use crate::token::Permission;
 
 /// A response body: the upstream's, streamed, or one of tollgate's own short answers.
 pub type ProxyBody = Either<Incoming, Full<Bytes>>;
@@ -14,6 +15,8 @@ pub type ProxyBody = Either<Incoming, Full<Bytes>>;
 const CHALLENGE: HeaderValue = HeaderValue::from_static(r#"Bearer realm="tollgate""#);
 const CHALLENGE_INVALID: HeaderValue =
     HeaderValue::from_static(r#"Bearer realm="tollgate", error="invalid_token""#);
+const CHALLENGE_SCOPE: HeaderValue =
+    HeaderValue::from_static(r#"Bearer realm="tollgate", error="insufficient_scope""#);
 
 /// A 401 for a refused token.
 pub fn denied(denial: Denial) -> Response<ProxyBody> {
@@ -30,6 +33,27 @@ pub fn denied(denial: Denial) -> Response<ProxyBody> {
     response
 }
 
+/// A 403 for a valid token that lacks the route's permission, in the Controller's words.
+pub fn insufficient_scope(required: Permission) -> Response<ProxyBody> {
+    // A permission is `resource:action` in lower-case letters and hyphens: nothing to escape.
+    let body = format!(r#"{{"error":"Insufficient permissions: {required} required"}}"#);
+    let mut response = json(StatusCode::FORBIDDEN, body);
+    response
+        .headers_mut()
+        .insert(header::WWW_AUTHENTICATE, CHALLENGE_SCOPE);
+    response
+}
+
+/// A 403 for a request that a `deny` route or default refuses, whatever its token.
+pub fn forbidden() -> Response<ProxyBody> {
+    error(StatusCode::FORBIDDEN, "Forbidden")
+}
+
+/// A 400 for a path that servers may read differently (dot segments, encoded separators).
+pub fn bad_path() -> Response<ProxyBody> {
+    error(StatusCode::BAD_REQUEST, "Invalid request path")
+}
+
 pub fn upstream_unavailable() -> Response<ProxyBody> {
     error(StatusCode::BAD_GATEWAY, "Upstream unavailable")
 }
@@ -41,7 +65,10 @@ pub fn upstream_timed_out() -> Response<ProxyBody> {
 /// `{"error": message}`. Messages are fixed strings without quotes or backslashes, so they need
 /// no escaping.
 fn error(status: StatusCode, message: &'static str) -> Response<ProxyBody> {
-    let body = format!(r#"{{"error":"{message}"}}"#);
+    json(status, format!(r#"{{"error":"{message}"}}"#))
+}
+
+fn json(status: StatusCode, body: String) -> Response<ProxyBody> {
     let mut response = Response::new(Either::Right(Full::new(Bytes::from(body))));
     *response.status_mut() = status;
     response.headers_mut().insert(

@@ -13,7 +13,10 @@ pub use permission::{
     Action, Permission, PermissionError, PermissionSet, Resource, TELEGRAF_AGENT,
 };
 pub use record::{NameError, TokenRecord, TokenStatus, validate_description, validate_name};
-pub use secret::{FormatError, TOKEN_PREFIX, TokenDigest, TokenSecret, digest_token_bytes};
+pub use secret::{
+    DIGEST_ONLY_HINT, FormatError, TOKEN_PREFIX, TokenDigest, TokenSecret, digest_token_bytes,
+    hint_of,
+};
 pub use spec::{RawSpec, SpecError, TokenSpec};
 
 /// Fills `buf` from the operating system's random source.

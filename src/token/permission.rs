@@ -98,8 +98,25 @@ impl Permission {
         Ok(Permission { resource, action })
     }
 
+    /// How many distinct permissions there are.
+    pub const COUNT: usize = Resource::ALL.len() * Action::ALL.len();
+
+    /// This permission's place among all `COUNT`, for tables indexed by permission.
+    pub fn slot(self) -> usize {
+        (self.resource.index() * ACTIONS + self.action.index()) as usize
+    }
+
+    /// Every permission, in slot order.
+    pub fn all() -> impl Iterator<Item = Permission> {
+        Resource::ALL.iter().flat_map(|&resource| {
+            Action::ALL
+                .iter()
+                .map(move |&action| Permission::new(resource, action))
+        })
+    }
+
     fn bit(self) -> u64 {
-        1 << (self.resource.index() * ACTIONS + self.action.index())
+        1 << self.slot()
     }
 }
 
@@ -202,6 +219,10 @@ mod tests {
             }
         }
         assert!(Resource::ALL.len() as u32 * ACTIONS <= 64);
+        for (i, p) in Permission::all().enumerate() {
+            assert_eq!(p.slot(), i, "{p}");
+        }
+        assert_eq!(Permission::all().count(), Permission::COUNT);
     }
 
     #[test]

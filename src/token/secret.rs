@@ -51,7 +51,7 @@ impl TokenSecret {
 
     /// What may be shown of a token after its creation: the prefix and the last four characters.
     pub fn hint(&self) -> String {
-        format!("{TOKEN_PREFIX}…{}", &self.0[TOKEN_LEN - 4..])
+        hint_of(self.0.as_bytes()).expect("a parsed secret is well formed")
     }
 }
 
@@ -68,6 +68,20 @@ fn is_well_formed(token: &[u8]) -> bool {
             .iter()
             .all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
 }
+
+/// The hint of a presented token (prefix and last four characters), when it is well formed:
+/// what logs may say about a token an agent sent, known or not.
+pub fn hint_of(token: &[u8]) -> Option<String> {
+    if !is_well_formed(token) {
+        return None;
+    }
+    // Well formed means ASCII, so the slice is valid UTF-8.
+    let last = std::str::from_utf8(&token[TOKEN_LEN - 4..]).ok()?;
+    Some(format!("{TOKEN_PREFIX}…{last}"))
+}
+
+/// The hint of a token known only by its digest (imported without its plaintext).
+pub const DIGEST_ONLY_HINT: &str = "tc-apiv1_…";
 
 /// The hot path's parse: checks the format and digests the bytes in place, without allocating.
 pub fn digest_token_bytes(token: &[u8]) -> Result<TokenDigest, FormatError> {
