@@ -7,9 +7,17 @@
 use std::sync::{Arc, Mutex};
 
 use crate::cache::TokenCache;
-use crate::store::{DeleteOutcome, Event, Page, RevokeOutcome, Store, StoreError};
+use crate::store::{DeleteOutcome, Event, ImportOutcome, Page, RevokeOutcome, Store, StoreError};
 use crate::time;
-use crate::token::{TokenId, TokenRecord, TokenSecret, TokenSpec, TokenStatus};
+use crate::token::{TokenDigest, TokenId, TokenRecord, TokenSecret, TokenSpec, TokenStatus};
+
+/// A token to import: validated fields, and the digest (and hint) standing for its secret.
+#[derive(Debug, Clone)]
+pub struct ImportEntry {
+    pub spec: TokenSpec,
+    pub digest: TokenDigest,
+    pub hint: String,
+}
 
 pub struct Registry {
     store: Store,
@@ -55,6 +63,26 @@ impl Registry {
         self.store.create(&record, actor)?;
         self.cache.upsert(&record);
         Ok((record, secret))
+    }
+
+    /// Adds tokens that exist elsewhere, known by digest, in one transaction; accepted from the
+    /// next request on. Duplicates are skipped and reported.
+    pub fn import(
+        &self,
+        entries: Vec<ImportEntry>,
+        actor: &str,
+    ) -> Result<ImportOutcome, StoreError> {
+        let now = time::now();
+        let records: Vec<TokenRecord> = entries
+            .into_iter()
+            .map(|e| TokenRecord::imported(TokenId::generate(), e.spec, e.digest, e.hint, now))
+            .collect();
+        let _order = self.ordered();
+        let outcome = self.store.import(&records, actor)?;
+        for record in &outcome.imported {
+            self.cache.upsert(record);
+        }
+        Ok(outcome)
     }
 
     /// Revokes tokens in one transaction; refused from the next request on.

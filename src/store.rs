@@ -18,7 +18,10 @@
 
 use std::path::{Path, PathBuf};
 
-use redb::{Database, Durability, ReadableDatabase, ReadableTable, TableDefinition, TableHandle};
+use redb::{
+    Database, Durability, ReadableDatabase, ReadableTable, TableDefinition, TableHandle,
+    WriteTransaction,
+};
 use serde::{Deserialize, Serialize};
 
 use crate::time::UnixSeconds;
@@ -90,6 +93,8 @@ from_redb!(
 #[serde(rename_all = "snake_case")]
 pub enum EventAction {
     Created,
+    /// Created from a token that existed elsewhere (by its plaintext or its digest).
+    Imported,
     Revoked,
     Deleted,
 }
@@ -98,6 +103,7 @@ impl EventAction {
     pub fn as_str(self) -> &'static str {
         match self {
             EventAction::Created => "created",
+            EventAction::Imported => "imported",
             EventAction::Revoked => "revoked",
             EventAction::Deleted => "deleted",
         }
@@ -130,6 +136,33 @@ pub struct RevokeOutcome {
 pub struct DeleteOutcome {
     pub deleted: Vec<TokenRecord>,
     pub not_found: Vec<TokenId>,
+    pub events: Vec<Event>,
+}
+
+/// Why an imported token was left out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SkipReason {
+    /// Another token (stored, or earlier in the same import) has the name.
+    NameTaken,
+    /// The same token (stored, or earlier in the same import) is present already.
+    DigestTaken,
+}
+
+impl SkipReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SkipReason::NameTaken => "name already used by another token",
+            SkipReason::DigestTaken => "token already present",
+        }
+    }
+}
+
+/// The outcome of an import, in the order the tokens were given.
+#[derive(Debug, Default)]
+pub struct ImportOutcome {
+    pub imported: Vec<TokenRecord>,
+    /// Names and reasons.
+    pub skipped: Vec<(String, SkipReason)>,
     pub events: Vec<Event>,
 }
 
@@ -233,42 +266,44 @@ impl Store {
     /// Adds a new token. Refuses a name or digest that is already present.
     pub fn create(&self, record: &TokenRecord, actor: &str) -> Result<Event, StoreError> {
         let txn = self.begin_write()?;
-        let event;
-        {
-            let mut tokens = txn.open_table(TOKENS)?;
-            let mut digests = txn.open_table(DIGESTS)?;
-            let mut names = txn.open_table(NAMES)?;
-            let mut created = txn.open_table(CREATED)?;
-            let mut events = txn.open_table(EVENTS)?;
-            if names.get(record.name.as_str())?.is_some() {
-                return Err(StoreError::NameTaken(record.name.clone()));
+        let event = {
+            let mut tables = NewTokenTables::open(&txn)?;
+            if let Some(reason) = tables.conflict(record)? {
+                return Err(match reason {
+                    SkipReason::NameTaken => StoreError::NameTaken(record.name.clone()),
+                    SkipReason::DigestTaken => StoreError::DigestTaken,
+                });
             }
-            if digests.get(record.digest.as_bytes())?.is_some() {
-                return Err(StoreError::DigestTaken);
-            }
-            if tokens.get(record.id.as_str())?.is_some() {
-                // 80 random bits make this practically impossible; refuse rather than overwrite.
-                return Err(StoreError::Corrupt(format!(
-                    "id {} already exists",
-                    record.id
-                )));
-            }
-            let id = record.id.as_str();
-            event = append_event(
-                &mut events,
-                record,
-                EventAction::Created,
-                record.created_at,
-                actor,
-                None,
-            )?;
-            tokens.insert(id, encode_record(record, event.seq).as_slice())?;
-            digests.insert(record.digest.as_bytes(), id)?;
-            names.insert(record.name.as_str(), id)?;
-            created.insert(event.seq, id)?;
-        }
+            tables.insert(record, EventAction::Created, actor)?
+        };
         txn.commit()?;
         Ok(event)
+    }
+
+    /// Adds tokens that exist elsewhere already, in one transaction. A token whose name or
+    /// digest is present (in the store or earlier in `records`) is skipped, not an error.
+    pub fn import(
+        &self,
+        records: &[TokenRecord],
+        actor: &str,
+    ) -> Result<ImportOutcome, StoreError> {
+        let txn = self.begin_write()?;
+        let mut outcome = ImportOutcome::default();
+        {
+            let mut tables = NewTokenTables::open(&txn)?;
+            for record in records {
+                match tables.conflict(record)? {
+                    Some(reason) => outcome.skipped.push((record.name.clone(), reason)),
+                    None => {
+                        let event = tables.insert(record, EventAction::Imported, actor)?;
+                        outcome.events.push(event);
+                        outcome.imported.push(record.clone());
+                    }
+                }
+            }
+        }
+        txn.commit()?;
+        Ok(outcome)
     }
 
     /// Revokes every listed token that is not revoked yet, in one transaction.
@@ -466,6 +501,69 @@ fn get_stored(
         .transpose()
 }
 
+/// The tables a new token is written to, open in one write transaction.
+struct NewTokenTables<'txn> {
+    tokens: redb::Table<'txn, &'static str, &'static [u8]>,
+    digests: redb::Table<'txn, &'static [u8; 32], &'static str>,
+    names: redb::Table<'txn, &'static str, &'static str>,
+    created: redb::Table<'txn, u64, &'static str>,
+    events: redb::Table<'txn, u64, &'static [u8]>,
+}
+
+impl<'txn> NewTokenTables<'txn> {
+    fn open(txn: &'txn WriteTransaction) -> Result<Self, StoreError> {
+        Ok(NewTokenTables {
+            tokens: txn.open_table(TOKENS)?,
+            digests: txn.open_table(DIGESTS)?,
+            names: txn.open_table(NAMES)?,
+            created: txn.open_table(CREATED)?,
+            events: txn.open_table(EVENTS)?,
+        })
+    }
+
+    /// Why `record` cannot be added, if it cannot: its name or its digest is taken.
+    fn conflict(&self, record: &TokenRecord) -> Result<Option<SkipReason>, StoreError> {
+        if self.digests.get(record.digest.as_bytes())?.is_some() {
+            return Ok(Some(SkipReason::DigestTaken));
+        }
+        if self.names.get(record.name.as_str())?.is_some() {
+            return Ok(Some(SkipReason::NameTaken));
+        }
+        Ok(None)
+    }
+
+    /// Writes a record checked by `conflict`, with its event.
+    fn insert(
+        &mut self,
+        record: &TokenRecord,
+        action: EventAction,
+        actor: &str,
+    ) -> Result<Event, StoreError> {
+        let id = record.id.as_str();
+        if self.tokens.get(id)?.is_some() {
+            // 80 random bits make this practically impossible; refuse rather than overwrite.
+            return Err(StoreError::Corrupt(format!(
+                "id {} already exists",
+                record.id
+            )));
+        }
+        let event = append_event(
+            &mut self.events,
+            record,
+            action,
+            record.created_at,
+            actor,
+            None,
+        )?;
+        self.tokens
+            .insert(id, encode_record(record, event.seq).as_slice())?;
+        self.digests.insert(record.digest.as_bytes(), id)?;
+        self.names.insert(record.name.as_str(), id)?;
+        self.created.insert(event.seq, id)?;
+        Ok(event)
+    }
+}
+
 fn append_event(
     events: &mut redb::Table<u64, &[u8]>,
     record: &TokenRecord,
@@ -649,6 +747,37 @@ mod tests {
         // Deleting frees the name.
         store.delete(&[a.id], "test", 5).unwrap();
         store.create(&record("a", 6), "test").unwrap();
+    }
+
+    #[test]
+    fn import_skips_what_is_present_in_the_store_or_the_batch() {
+        let (_dir, store) = open();
+        let stored = record("stored", 1);
+        store.create(&stored, "test").unwrap();
+        let fresh = record("fresh", 2);
+        let same_name = record("stored", 2);
+        let mut same_digest = record("other", 2);
+        same_digest.digest = stored.digest;
+        let mut repeated = record("fresh", 2);
+        repeated.digest = fresh.digest;
+        let outcome = store
+            .import(&[fresh.clone(), same_name, same_digest, repeated], "ops")
+            .unwrap();
+        assert_eq!(outcome.imported, [fresh.clone()]);
+        assert_eq!(
+            outcome.skipped,
+            [
+                ("stored".to_string(), SkipReason::NameTaken),
+                ("other".to_string(), SkipReason::DigestTaken),
+                ("fresh".to_string(), SkipReason::DigestTaken),
+            ]
+        );
+        assert_eq!(outcome.events.len(), 1);
+        assert_eq!(outcome.events[0].action, EventAction::Imported);
+        assert_eq!(store.get(&fresh.id).unwrap(), Some(fresh));
+        let mut loaded = 0;
+        store.load_all(|_| loaded += 1).unwrap();
+        assert_eq!(loaded, 2);
     }
 
     #[test]

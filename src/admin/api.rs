@@ -284,6 +284,46 @@ pub async fn show(
     Ok(Json(RecordView::new(&record, time::now())).into_response())
 }
 
+pub async fn import(
+    State(state): State<Arc<AdminState>>,
+    ConnectInfo(remote): ConnectInfo<SocketAddr>,
+    JsonBody(body): JsonBody<serde_json::Value>,
+) -> Result<Response, ApiError> {
+    let entries = super::import::parse(&body, time::now()).map_err(ApiError::BadRequest)?;
+    // Plaintext tokens, if any, go no further than this.
+    drop(body);
+    let registry = state.registry.clone();
+    let actor = actor(remote);
+    let outcome = blocking(move || Ok(registry.import(entries, &actor)?)).await?;
+    tracing::info!(
+        imported = outcome.imported.len(),
+        skipped = outcome.skipped.len(),
+        "tokens imported"
+    );
+    #[derive(Serialize)]
+    struct Skipped {
+        name: String,
+        reason: &'static str,
+    }
+    #[derive(Serialize)]
+    struct Imported {
+        imported: Vec<String>,
+        skipped: Vec<Skipped>,
+    }
+    Ok(Json(Imported {
+        imported: ids_of(&outcome.imported),
+        skipped: outcome
+            .skipped
+            .into_iter()
+            .map(|(name, reason)| Skipped {
+                name,
+                reason: reason.as_str(),
+            })
+            .collect(),
+    })
+    .into_response())
+}
+
 pub async fn revoke_one(
     State(state): State<Arc<AdminState>>,
     ConnectInfo(remote): ConnectInfo<SocketAddr>,

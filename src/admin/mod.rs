@@ -4,6 +4,7 @@
 mod api;
 mod credential;
 mod error;
+mod import;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -40,6 +41,7 @@ pub struct AdminState {
 pub fn router(state: Arc<AdminState>) -> Router {
     let api = Router::new()
         .route("/api/v1/tokens", post(api::create).get(api::list))
+        .route("/api/v1/tokens/import", post(api::import))
         .route("/api/v1/tokens/revoke", post(api::revoke_many))
         .route("/api/v1/tokens/delete", post(api::delete_many))
         .route(

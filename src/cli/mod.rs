@@ -4,7 +4,7 @@
 mod client;
 mod output;
 
-use std::io::{BufRead, IsTerminal, Write};
+use std::io::{BufRead, IsTerminal, Read, Write};
 use std::path::{Path, PathBuf};
 
 use clap::{Args, Parser, Subcommand};
@@ -108,6 +108,15 @@ pub enum TokenCommand {
         #[arg(long)]
         yes: bool,
         /// Print the API's answer: {"revoked", "already_revoked", "not_found"}
+        #[arg(long)]
+        json: bool,
+    },
+    /// Import tokens that already exist (in the Controller), by plaintext or SHA-256 digest
+    Import {
+        /// A JSON file shaped like the import API's body ({"tokens": [...]}), or - for stdin
+        #[arg(value_name = "FILE")]
+        file: PathBuf,
+        /// Print the API's answer: {"imported", "skipped"}
         #[arg(long)]
         json: bool,
     },
@@ -346,6 +355,34 @@ async fn token_command(client: &AdminClient, command: TokenCommand) -> Result<()
                 json,
             )
         }
+        TokenCommand::Import { file, json } => {
+            let body = read_import_file(&file)?;
+            let outcome = client
+                .call(Method::POST, "/api/v1/tokens/import", Some(&body))
+                .await?;
+            if json {
+                println!("{outcome}");
+                return Ok(());
+            }
+            let imported = outcome["imported"].as_array().cloned().unwrap_or_default();
+            let skipped = outcome["skipped"].as_array().cloned().unwrap_or_default();
+            println!(
+                "imported {} token(s), skipped {}",
+                imported.len(),
+                skipped.len()
+            );
+            for id in &imported {
+                println!("imported: {}", output::cell(id));
+            }
+            for s in &skipped {
+                println!(
+                    "skipped: {} ({})",
+                    output::cell(&s["name"]),
+                    output::cell(&s["reason"])
+                );
+            }
+            Ok(())
+        }
         TokenCommand::Delete { ids, yes, json } => {
             confirm(
                 &format!(
@@ -442,6 +479,30 @@ fn report(outcome: &Value, lists: &[(&str, &str)], json: bool) -> Result<(), Cli
             missing.join(", ")
         )))
     }
+}
+
+/// Reads an import body from a file or, for `-`, from stdin. Only its JSON syntax is checked
+/// here; the server validates the rest. Messages never quote the contents, which hold secrets.
+fn read_import_file(file: &Path) -> Result<Value, CliError> {
+    let (name, bytes) = if file.as_os_str() == "-" {
+        let mut bytes = Vec::new();
+        std::io::stdin()
+            .lock()
+            .read_to_end(&mut bytes)
+            .map_err(|e| CliError::Failed(format!("cannot read stdin: {e}")))?;
+        ("stdin".to_owned(), bytes)
+    } else {
+        let bytes = std::fs::read(file)
+            .map_err(|e| CliError::Failed(format!("cannot read {}: {e}", file.display())))?;
+        (file.display().to_string(), bytes)
+    };
+    serde_json::from_slice(&bytes).map_err(|e| {
+        CliError::Failed(format!(
+            "{name}: not valid JSON (line {}, column {})",
+            e.line(),
+            e.column()
+        ))
+    })
 }
 
 /// Asks on a terminal; without one, refuses unless `--yes` was given.

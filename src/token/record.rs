@@ -71,6 +71,30 @@ impl TokenRecord {
         }
     }
 
+    /// A record for a token that exists elsewhere already (moved from the Controller), known
+    /// by its digest and, when its plaintext was given, its hint.
+    pub fn imported(
+        id: TokenId,
+        spec: TokenSpec,
+        digest: TokenDigest,
+        hint: String,
+        created_at: UnixSeconds,
+    ) -> Self {
+        TokenRecord {
+            id,
+            name: spec.name,
+            description: spec.description,
+            digest,
+            hint,
+            permissions: spec.permissions,
+            created_at,
+            expires_at: spec.expires_at,
+            revoked_at: None,
+            revoke_reason: None,
+            last_used_at: None,
+        }
+    }
+
     /// Revocation wins over expiry: a revoked token stays revoked in every listing.
     pub fn status(&self, now: UnixSeconds) -> TokenStatus {
         if self.revoked_at.is_some() {
