@@ -3,6 +3,8 @@
 //! poll-with-a-deadline helpers. Every test binary uses a subset, hence the `allow`.
 #![allow(dead_code)]
 
+pub mod controller;
+
 use std::collections::HashMap;
 use std::convert::Infallible;
 use std::fmt::Write as _;
@@ -819,6 +821,8 @@ pub struct Tollgate {
     addrs: HashMap<String, SocketAddr>,
     admin_addr: Option<SocketAddr>,
     http: HttpClient,
+    /// Variables added to the process's environment, on every run.
+    env: Vec<(String, String)>,
 }
 
 impl Tollgate {
@@ -845,6 +849,16 @@ impl Tollgate {
         config_text: &str,
         admin_token: Option<String>,
     ) -> Result<Tollgate, StartFailure> {
+        Tollgate::try_start_in_with_env(dir, config_text, admin_token, &[])
+    }
+
+    /// Like `try_start_in`, with `env` added to the process's environment (on restarts too).
+    pub fn try_start_in_with_env(
+        dir: TempDir,
+        config_text: &str,
+        admin_token: Option<String>,
+        env: &[(&str, &str)],
+    ) -> Result<Tollgate, StartFailure> {
         let config_path = dir.path().join("tollgate.toml");
         std::fs::write(&config_path, config_text).expect("write the config");
         if let Some(token) = &admin_token {
@@ -869,6 +883,10 @@ impl Tollgate {
             addrs: HashMap::new(),
             admin_addr: None,
             http: HttpClient::http1(),
+            env: env
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
         };
         tg.spawn_and_wait()?;
         if tg.admin_token.is_empty() {
@@ -894,6 +912,7 @@ impl Tollgate {
             .env_remove("TOLLGATE_ADMIN_URL")
             .env_remove("TOLLGATE_ADMIN_TOKEN")
             .env_remove("RUST_LOG")
+            .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -1437,4 +1456,71 @@ pub fn file_mode(path: &Path) -> u32 {
         .permissions()
         .mode()
         & 0o777
+}
+
+// ---------------------------------------------------------------------------------------------
+// Environment and standard input
+// ---------------------------------------------------------------------------------------------
+
+impl Tollgate {
+    /// Like `start`, with `env` added to the server's environment (for credentials that a config
+    /// names by variable).
+    pub fn start_with_env(config: Config, env: &[(&str, &str)]) -> Tollgate {
+        let admin_token = format!("adm-{}", hex(&random_bytes(24)));
+        let dir = tempfile::tempdir().expect("create a temp dir");
+        let text = config.render(dir.path());
+        match Tollgate::try_start_in_with_env(dir, &text, Some(admin_token), env) {
+            Ok(tg) => tg,
+            Err(f) => panic!("tollgate did not become ready: {f:#?}\nconfig:\n{text}"),
+        }
+    }
+
+    /// Like `cli`, with `stdin` written to the command's standard input.
+    pub fn cli_with_stdin(&self, args: &[&str], stdin: &[u8]) -> CliOutput {
+        let url = self.admin_url();
+        let mut all: Vec<&str> = args.to_vec();
+        all.push("--admin-url");
+        all.push(&url);
+        run_binary_with_stdin(
+            self.dir.path(),
+            &all,
+            &[("TOLLGATE_ADMIN_TOKEN", &self.admin_token)],
+            stdin,
+        )
+    }
+}
+
+/// Like `run_binary`, with `stdin` written to the command's standard input (then closed).
+pub fn run_binary_with_stdin(
+    dir: &Path,
+    args: &[&str],
+    env: &[(&str, &str)],
+    stdin: &[u8],
+) -> CliOutput {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_tollgate"));
+    cmd.args(args)
+        .current_dir(dir)
+        .env_remove("TOLLGATE_CONFIG")
+        .env_remove("TOLLGATE_ADMIN_URL")
+        .env_remove("TOLLGATE_ADMIN_TOKEN")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let mut child = cmd.spawn().expect("run the tollgate binary");
+    let mut input = child.stdin.take().expect("stdin is piped");
+    let data = stdin.to_vec();
+    // A writer thread: a child that answers before reading all of its input must not block us.
+    let writer = std::thread::spawn(move || {
+        let _ = std::io::Write::write_all(&mut input, &data);
+    });
+    let out = child.wait_with_output().expect("wait for the tollgate binary");
+    let _ = writer.join();
+    CliOutput {
+        status: out.status,
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
 }
