@@ -1,0 +1,238 @@
+#!/usr/bin/env bash
+# Throughput and latency through the proxy, in one run, against the alternatives an operator has:
+#
+#   direct          wrk → upstream
+#   tollgate token  wrk → tollgate (a route that needs a token; 10,000 tokens in the store) → upstream
+#   tollgate public wrk → tollgate (a public route: everything but the check) → upstream
+#   tollgate logged the token route with the access log on (written to a file)
+#   nginx           wrk → nginx (a map over $http_authorization holding the same 10,000 header values,
+#                   401 otherwise, upstream keep-alive, worker_processes auto) → upstream
+#
+# Each system is measured at 64 connections (throughput, p50, p99) and at 1 connection (added
+# latency), ROUNDS times, the systems alternating within each round so that machine drift hits them
+# alike; the table shows the median round. Installs wrk and nginx from Debian's packages if missing.
+#
+#   benches/proxy.sh                      # ROUNDS=3 DURATION=10s by default
+#   ROUNDS=5 DURATION=20s benches/proxy.sh
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+ROUNDS=${ROUNDS:-3}
+DURATION=${DURATION:-10s}
+TOKENS=${TOKENS:-10000}
+CONNECTIONS=${CONNECTIONS:-64}
+
+need=()
+command -v wrk >/dev/null 2>&1 || need+=(wrk)
+command -v nginx >/dev/null 2>&1 || need+=(nginx)
+command -v curl >/dev/null 2>&1 || need+=(curl)
+if ((${#need[@]})); then
+  echo "==> installing ${need[*]}" >&2
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq && apt-get install -y -qq "${need[@]}" >/dev/null
+fi
+for tool in wrk nginx curl python3; do
+  command -v "$tool" >/dev/null 2>&1 || { echo "proxy.sh: $tool is missing" >&2; exit 1; }
+done
+
+echo "==> building (release)" >&2
+cargo build --release --locked --bin tollgate --example bench_upstream >&2
+bin=target/release/tollgate
+upstream_bin=target/release/examples/bench_upstream
+
+work=$(mktemp -d)
+pids=()
+cleanup() {
+  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
+  [[ -f $work/nginx/nginx.pid ]] && kill "$(cat "$work/nginx/nginx.pid")" 2>/dev/null || true
+  wait 2>/dev/null || true
+  rm -rf "$work"
+}
+trap cleanup EXIT
+
+free_port() {
+  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
+}
+wait_http() { # URL: wait until it answers at all
+  for _ in $(seq 1 300); do
+    curl -s -o /dev/null "$1" && return 0
+    sleep 0.1
+  done
+  echo "proxy.sh: $1 never answered" >&2
+  exit 1
+}
+
+up_port=$(free_port)
+"$upstream_bin" "127.0.0.1:$up_port" >/dev/null &
+pids+=($!)
+wait_http "http://127.0.0.1:$up_port/"
+
+# The tokens: random secrets in the Controller's format; wrk sends one from the middle of the set.
+python3 - "$work" "$TOKENS" <<'EOF'
+import json, secrets, sys
+work, n = sys.argv[1], int(sys.argv[2])
+tokens = ["tc-apiv1_" + secrets.token_hex(32) for _ in range(n)]
+with open(f"{work}/import.json", "w") as f:
+    json.dump({"tokens": [{"name": f"bench-{i}", "token": t} for i, t in enumerate(tokens)]}, f)
+with open(f"{work}/nginx-map.conf", "w") as f:
+    for t in tokens:
+        f.write(f'"Bearer {t}" 1;\n')
+with open(f"{work}/token", "w") as f:
+    f.write(tokens[n // 2])
+EOF
+token=$(cat "$work/token")
+
+start_tollgate() { # NAME ACCESS_LOG → prints the proxy port
+  local name=$1 access=$2 dir=$work/$1
+  mkdir -p "$dir"
+  local port admin
+  port=$(free_port)
+  admin=$(free_port)
+  cat >"$dir/tollgate.toml" <<EOF
+[store]
+path = "$dir/tollgate.redb"
+[admin]
+bind = "127.0.0.1:$admin"
+token_file = "$dir/admin.token"
+[log]
+format = "json"
+level = "warn"
+access = $access
+[[listener]]
+name = "bench"
+bind = "127.0.0.1:$port"
+upstream = "http://127.0.0.1:$up_port"
+[[listener.route]]
+path = "/public/**"
+public = true
+EOF
+  "$bin" serve --config "$dir/tollgate.toml" >"$dir/out.log" 2>&1 &
+  pids+=($!)
+  wait_http "http://127.0.0.1:$admin/readyz"
+  curl -sf -o /dev/null -X POST -H "Authorization: Bearer $(cat "$dir/admin.token")" \
+    -H 'Content-Type: application/json' --data-binary "@$work/import.json" \
+    "http://127.0.0.1:$admin/api/v1/tokens/import"
+  echo "$port"
+}
+tg_port=$(start_tollgate tollgate false)
+tg_logged_port=$(start_tollgate logged true)
+
+nginx_port=$(free_port)
+mkdir -p "$work/nginx"
+cat >"$work/nginx/nginx.conf" <<EOF
+worker_processes auto;
+pid $work/nginx/nginx.pid;
+error_log $work/nginx/error.log warn;
+events { worker_connections 4096; }
+http {
+  access_log off;
+  map_hash_max_size 65536;
+  map_hash_bucket_size 128;
+  map \$http_authorization \$token_ok {
+    default 0;
+    include $work/nginx-map.conf;
+  }
+  upstream backend {
+    server 127.0.0.1:$up_port;
+    keepalive 128;
+  }
+  server {
+    listen 127.0.0.1:$nginx_port;
+    location / {
+      if (\$token_ok = 0) {
+        add_header WWW-Authenticate 'Bearer realm="nginx"' always;
+        return 401 '{"error":"Invalid token"}';
+      }
+      proxy_pass http://backend;
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+    }
+  }
+}
+EOF
+nginx -c "$work/nginx/nginx.conf" -p "$work/nginx" -e "$work/nginx/error.log"
+wait_http "http://127.0.0.1:$nginx_port/"
+
+# Every system must answer 200 with the token before anything is measured, and the check must
+# really be there: no token, 401.
+declare -A url=(
+  [direct]="http://127.0.0.1:$up_port/token"
+  [tollgate-token]="http://127.0.0.1:$tg_port/token"
+  [tollgate-public]="http://127.0.0.1:$tg_port/public/x"
+  [tollgate-logged]="http://127.0.0.1:$tg_logged_port/token"
+  [nginx]="http://127.0.0.1:$nginx_port/token"
+)
+systems=(direct tollgate-token tollgate-public tollgate-logged nginx)
+for s in "${systems[@]}"; do
+  code=$(curl -s -o /dev/null -w '%{http_code}' -H "Authorization: Bearer $token" "${url[$s]}")
+  [[ $code == 200 ]] || { echo "proxy.sh: $s answered $code with the token" >&2; exit 1; }
+done
+for s in tollgate-token tollgate-logged nginx; do
+  code=$(curl -s -o /dev/null -w '%{http_code}' "${url[$s]}")
+  [[ $code == 401 ]] || { echo "proxy.sh: $s answered $code without a token" >&2; exit 1; }
+done
+
+# wrk's latency figures in microseconds.
+to_us() {
+  awk -v v="$1" 'BEGIN {
+    n = v + 0; u = v; sub(/^[0-9.]+/, "", u)
+    if (u == "us") print n; else if (u == "ms") print n * 1000; else if (u == "s") print n * 1000000
+    else print n
+  }'
+}
+run_wrk() { # SYSTEM THREADS CONNECTIONS DURATION → "rps p50_us p99_us"
+  local out
+  out=$(wrk -t"$2" -c"$3" -d"$4" --latency -H "Authorization: Bearer $token" "${url[$1]}")
+  if grep -q "Non-2xx" <<<"$out"; then
+    echo "proxy.sh: $1 answered non-2xx under load:" >&2
+    echo "$out" >&2
+    exit 1
+  fi
+  local rps p50 p99
+  rps=$(awk '/^Requests\/sec:/ {print $2}' <<<"$out")
+  p50=$(to_us "$(awk '$1 == "50%" {print $2}' <<<"$out")")
+  p99=$(to_us "$(awk '$1 == "99%" {print $2}' <<<"$out")")
+  echo "$rps $p50 $p99"
+}
+
+results=$work/results
+: >"$results"
+echo "==> warming up" >&2
+for s in "${systems[@]}"; do run_wrk "$s" 2 "$CONNECTIONS" 2s >/dev/null; done
+for round in $(seq 1 "$ROUNDS"); do
+  # Rotate the order each round.
+  order=("${systems[@]:$((round % ${#systems[@]}))}" "${systems[@]:0:$((round % ${#systems[@]}))}")
+  for s in "${order[@]}"; do
+    echo "==> round $round/$ROUNDS: $s, $CONNECTIONS connections" >&2
+    echo "$s many $(run_wrk "$s" 2 "$CONNECTIONS" "$DURATION")" >>"$results"
+    echo "==> round $round/$ROUNDS: $s, 1 connection" >&2
+    echo "$s one $(run_wrk "$s" 1 1 "$DURATION")" >>"$results"
+  done
+done
+
+python3 - "$results" "$CONNECTIONS" "$ROUNDS" "$DURATION" "$TOKENS" <<'EOF'
+import statistics, sys
+path, conns, rounds, duration, tokens = sys.argv[1:]
+rows = {}
+for line in open(path):
+    system, mode, rps, p50, p99 = line.split()
+    rows.setdefault((system, mode), []).append((float(rps), float(p50), float(p99)))
+def median(system, mode):
+    runs = sorted(rows[(system, mode)])  # by throughput
+    return runs[len(runs) // 2]
+systems = ["direct", "tollgate-token", "tollgate-public", "tollgate-logged", "nginx"]
+many = {s: median(s, "many") for s in systems}
+one = {s: median(s, "one") for s in systems}
+print(f"{rounds} rounds of {duration}; median round; {tokens} tokens; wrk -t2 -c{conns} and -t1 -c1")
+print()
+print(f"| system | req/s at {conns} conns | p50 | p99 | × direct | × nginx | req/s at 1 conn | p50 at 1 conn | added p50 |")
+print("|---|---|---|---|---|---|---|---|---|")
+for s in systems:
+    rps, p50, p99 = many[s]
+    rps1, p501, _ = one[s]
+    added = p501 - one["direct"][1]
+    print(f"| {s} | {rps:,.0f} | {p50:.0f} µs | {p99:.0f} µs | {rps / many['direct'][0]:.2f} "
+          f"| {rps / many['nginx'][0]:.2f} | {rps1:,.0f} | {p501:.0f} µs | {added:+.0f} µs |")
+print()
+print(f"token route / public route: {many['tollgate-token'][0] / many['tollgate-public'][0]:.3f}")
+EOF
