@@ -1516,7 +1516,9 @@ pub fn run_binary_with_stdin(
     let writer = std::thread::spawn(move || {
         let _ = std::io::Write::write_all(&mut input, &data);
     });
-    let out = child.wait_with_output().expect("wait for the tollgate binary");
+    let out = child
+        .wait_with_output()
+        .expect("wait for the tollgate binary");
     let _ = writer.join();
     CliOutput {
         status: out.status,
