@@ -31,7 +31,9 @@ pub struct Registry {
 impl Registry {
     /// Loads every token from the store into a new cache.
     pub fn load(store: Store) -> Result<Registry, StoreError> {
-        let cache = TokenCache::new();
+        // Sized up front: growing a map of a million entries rehashes it several times over.
+        let count = usize::try_from(store.token_count()?).unwrap_or(usize::MAX);
+        let cache = TokenCache::with_capacity(count);
         store.load_all(|record| {
             cache.upsert(&record);
         })?;

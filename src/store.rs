@@ -19,8 +19,8 @@
 use std::path::{Path, PathBuf};
 
 use redb::{
-    Database, Durability, ReadableDatabase, ReadableTable, TableDefinition, TableHandle,
-    WriteTransaction,
+    Database, Durability, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition,
+    TableHandle, WriteTransaction,
 };
 use serde::{Deserialize, Serialize};
 
@@ -29,6 +29,11 @@ use crate::token::{PermissionSet, TokenDigest, TokenId, TokenRecord, TokenStatus
 
 /// The layout written by this version. A file with another version is refused rather than guessed at.
 pub const SCHEMA_VERSION: u64 = 1;
+
+/// redb's own page cache. The data path never reads the store (the token cache does), so this
+/// serves only admin calls and commits; redb's default (1 GiB) would hold a copy of every record
+/// read at start-up for no use.
+const STORE_CACHE_BYTES: usize = 32 * 1024 * 1024;
 
 const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 const TOKENS: TableDefinition<&str, &[u8]> = TableDefinition::new("tokens");
@@ -188,10 +193,13 @@ impl Store {
                 source,
             })?;
         }
-        let db = Database::create(path).map_err(|source| StoreError::Open {
-            path: path.to_owned(),
-            source,
-        })?;
+        let db = Database::builder()
+            .set_cache_size(STORE_CACHE_BYTES)
+            .create(path)
+            .map_err(|source| StoreError::Open {
+                path: path.to_owned(),
+                source,
+            })?;
         let store = Store {
             db,
             path: path.to_owned(),
@@ -252,6 +260,12 @@ impl Store {
 
     /// Calls `each` with every record, and returns the last event's sequence number: the point
     /// from which this reader is up to date.
+    /// How many tokens the store holds.
+    pub fn token_count(&self) -> Result<u64, StoreError> {
+        let txn = self.db.begin_read()?;
+        Ok(txn.open_table(TOKENS)?.len()?)
+    }
+
     pub fn load_all(&self, mut each: impl FnMut(TokenRecord)) -> Result<u64, StoreError> {
         let txn = self.db.begin_read()?;
         let tokens = txn.open_table(TOKENS)?;
@@ -763,7 +777,7 @@ mod tests {
         let outcome = store
             .import(&[fresh.clone(), same_name, same_digest, repeated], "ops")
             .unwrap();
-        assert_eq!(outcome.imported, [fresh.clone()]);
+        assert_eq!(outcome.imported, std::slice::from_ref(&fresh));
         assert_eq!(
             outcome.skipped,
             [
