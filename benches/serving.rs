@@ -1,0 +1,503 @@
+//! The serving process, measured from outside: resident memory and start-up time by store size,
+//! revocation under load, and the memory of idle keep-alive connections.
+//!
+//! Run: `cargo bench --bench serving` (everything), or name parts:
+//! `cargo bench --bench serving -- memory startup revocation idle`.
+//!
+//! Each part starts the real `tollgate` binary (release build) on a store seeded through the
+//! library, with a small upstream in this process. Figures are printed, never asserted, except
+//! the one promise that is not a speed: no request sent after a revoke's reply is accepted.
+
+use std::convert::Infallible;
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener as StdListener, TcpStream};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http::{Request, Response, StatusCode};
+use http_body_util::{BodyExt, Empty, Full};
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper_util::rt::TokioIo;
+use tokio::net::TcpListener;
+use tollgate::store::Store;
+use tollgate::token::{TokenId, TokenRecord, TokenSecret, TokenSpec};
+
+const BINARY: &str = env!("CARGO_BIN_EXE_tollgate");
+
+fn main() {
+    let wanted: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| !a.starts_with('-'))
+        .collect();
+    let runs = |part: &str| wanted.is_empty() || wanted.iter().any(|w| w == part);
+    // `seed N DIR`: only write a store of N tokens into DIR (for profiling a start by hand).
+    if let [seed, n, dir] = &wanted[..]
+        && seed == "seed"
+    {
+        let seeded = Seeded::new(n.parse().expect("a token count"), 0);
+        std::fs::create_dir_all(dir).expect("dir");
+        std::fs::copy(
+            seeded.dir.path().join("tollgate.redb"),
+            Path::new(dir).join("tollgate.redb"),
+        )
+        .expect("copy the store");
+        return;
+    }
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let upstream = runtime.block_on(start_upstream());
+    println!("tollgate serving benchmarks ({} cores)", cores());
+    if runs("memory") || runs("startup") {
+        memory_and_startup(upstream);
+    }
+    if runs("revocation") {
+        runtime.block_on(revocation_under_load(upstream));
+    }
+    if runs("idle") {
+        idle_connections(upstream);
+    }
+}
+
+fn cores() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
+// ---- the parts ----
+
+fn memory_and_startup(upstream: SocketAddr) {
+    println!();
+    println!(
+        "| tokens in the store | start to /readyz 200 | resident memory when ready | per token |"
+    );
+    println!("|---|---|---|---|");
+    let mut baseline = None;
+    for size in [0usize, 100_000, 1_000_000] {
+        let seeded = Seeded::new(size, 0);
+        // The first start after seeding pays for reading the file from disk into the page cache;
+        // the figure is the second start, as after a restart.
+        drop(seeded.start(upstream, false));
+        let started = Instant::now();
+        let server = seeded.start(upstream, false);
+        let ready = started.elapsed();
+        std::thread::sleep(Duration::from_millis(500));
+        let rss = server.rss_kib();
+        let base = *baseline.get_or_insert(rss);
+        let per_token = if size == 0 {
+            "-".to_string()
+        } else {
+            format!("{:.0} B", (rss - base) as f64 * 1024.0 / size as f64)
+        };
+        println!(
+            "| {size} | {:.0} ms | {:.1} MiB | {per_token} |",
+            ready.as_secs_f64() * 1000.0,
+            rss as f64 / 1024.0
+        );
+    }
+}
+
+async fn revocation_under_load(upstream: SocketAddr) {
+    const SIZE: usize = 1_000_000;
+    const CONNECTIONS: usize = 64;
+    const SINGLE_REVOKES: usize = 1_000;
+    const BULK: usize = 10_000;
+    // known[0] is revoked under load, known[1] keeps the load on afterwards, then the tokens
+    // for the single revokes, then those for the bulk revoke.
+    let seeded = tokio::task::spawn_blocking(|| Seeded::new(SIZE, 2 + SINGLE_REVOKES + BULK))
+        .await
+        .expect("seed");
+    let server = seeded.start(upstream, false);
+    let proxy = server.proxy;
+    let admin = Admin::new(server.admin, &server.admin_token);
+    let victim = seeded.known[0].clone();
+    let steady = seeded.known[1].clone();
+
+    // Load: 64 connections sending the victim's token as fast as they can. Each request notes
+    // when it was sent; one accepted after the revoke's reply breaks the promise. A second after
+    // the revoke, the load moves to a token that stays valid, so that the single and bulk revokes
+    // below run under forwarded traffic.
+    let stop = Arc::new(AtomicBool::new(false));
+    let switch = Arc::new(AtomicBool::new(false));
+    let revoked_at = Arc::new(AtomicU64::new(u64::MAX));
+    let epoch = Instant::now();
+    let mut load = Vec::new();
+    for _ in 0..CONNECTIONS {
+        let victim_header = format!("Bearer {}", victim.secret.expose());
+        let steady_header = format!("Bearer {}", steady.secret.expose());
+        let (stop, switch, revoked_at) = (stop.clone(), switch.clone(), revoked_at.clone());
+        load.push(tokio::spawn(async move {
+            let mut sender = connect(proxy).await;
+            let (mut sent, mut accepted_after) = (0u64, 0u64);
+            while !stop.load(Ordering::Relaxed) {
+                let with_victim = !switch.load(Ordering::Relaxed);
+                let header = if with_victim {
+                    &victim_header
+                } else {
+                    &steady_header
+                };
+                let sent_at = epoch.elapsed().as_nanos() as u64;
+                let request = Request::get("/load")
+                    .header("host", "bench")
+                    .header("authorization", header)
+                    .body(Empty::<Bytes>::new())
+                    .expect("request");
+                let Ok(response) = sender.send_request(request).await else {
+                    sender = connect(proxy).await;
+                    continue;
+                };
+                let status = response.status();
+                let _ = response.into_body().collect().await;
+                sent += 1;
+                if with_victim
+                    && status == StatusCode::OK
+                    && sent_at > revoked_at.load(Ordering::SeqCst)
+                {
+                    accepted_after += 1;
+                }
+            }
+            (sent, accepted_after)
+        }));
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    admin
+        .post(&format!("/api/v1/tokens/{}/revoke", victim.id), "{}")
+        .await;
+    revoked_at.store(epoch.elapsed().as_nanos() as u64, Ordering::SeqCst);
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    switch.store(true, Ordering::Relaxed);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+
+    let mut single = Vec::with_capacity(SINGLE_REVOKES);
+    for token in &seeded.known[2..2 + SINGLE_REVOKES] {
+        let started = Instant::now();
+        admin
+            .post(&format!("/api/v1/tokens/{}/revoke", token.id), "{}")
+            .await;
+        single.push(started.elapsed());
+    }
+    let ids: Vec<String> = seeded.known[2 + SINGLE_REVOKES..]
+        .iter()
+        .map(|t| format!("\"{}\"", t.id))
+        .collect();
+    let body = format!("{{\"ids\":[{}]}}", ids.join(","));
+    let started = Instant::now();
+    admin.post("/api/v1/tokens/revoke", &body).await;
+    let bulk = started.elapsed();
+
+    stop.store(true, Ordering::Relaxed);
+    let (mut sent, mut accepted_after) = (0, 0);
+    for task in load {
+        let (s, a) = task.await.expect("load task");
+        sent += s;
+        accepted_after += a;
+    }
+    single.sort();
+    let pct = |p: f64| single[((single.len() as f64 * p) as usize).min(single.len() - 1)];
+    println!();
+    println!(
+        "revocation under load: {SIZE} tokens, {CONNECTIONS} connections sending one token ({sent} requests)"
+    );
+    println!("| measure | figure |");
+    println!("|---|---|");
+    println!("| requests accepted after the revoke reply | {accepted_after} |");
+    println!(
+        "| single revoke under load, p50 / p99 ({SINGLE_REVOKES}) | {:.2} / {:.2} ms |",
+        ms(pct(0.50)),
+        ms(pct(0.99))
+    );
+    println!("| one bulk revoke of {BULK} tokens | {:.0} ms |", ms(bulk));
+    assert_eq!(
+        accepted_after, 0,
+        "a request sent after the revoke reply was accepted"
+    );
+}
+
+fn idle_connections(upstream: SocketAddr) {
+    const IDLE: usize = 10_000;
+    let seeded = Seeded::new(0, 0);
+    let server = seeded.start(upstream, false);
+    std::thread::sleep(Duration::from_millis(300));
+    let before = server.rss_kib();
+    let mut open = Vec::with_capacity(IDLE);
+    for i in 0..IDLE {
+        let mut stream = match TcpStream::connect(server.proxy) {
+            Ok(s) => s,
+            Err(e) => panic!(
+                "connection {i}: {e} (raise the file limit: ulimit -n 65536, and check that \
+                 tollgate raised its own)"
+            ),
+        };
+        // One request each, so that every connection is a served keep-alive connection.
+        stream
+            .write_all(b"GET /idle HTTP/1.1\r\nHost: bench\r\n\r\n")
+            .expect("write");
+        read_response(&mut stream);
+        open.push(stream);
+    }
+    std::thread::sleep(Duration::from_secs(1));
+    let after = server.rss_kib();
+    println!();
+    println!("| idle keep-alive connections | resident memory before / after | per connection |");
+    println!("|---|---|---|");
+    println!(
+        "| {IDLE} | {:.1} / {:.1} MiB | {:.1} KiB |",
+        before as f64 / 1024.0,
+        after as f64 / 1024.0,
+        (after - before) as f64 / IDLE as f64
+    );
+    drop(open);
+}
+
+// ---- a seeded store and a server on it ----
+
+#[derive(Clone)]
+struct Known {
+    id: TokenId,
+    secret: TokenSecret,
+}
+
+struct Seeded {
+    dir: tempfile::TempDir,
+    /// Tokens whose secrets the benchmark keeps, to send or to revoke.
+    known: Vec<Known>,
+}
+
+impl Seeded {
+    /// A store with `size` tokens, the first `known` of them with their secrets kept.
+    fn new(size: usize, known: usize) -> Seeded {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let store = Store::open(&dir.path().join("tollgate.redb")).expect("store");
+        let mut kept = Vec::with_capacity(known);
+        for chunk_start in (0..size.max(known)).step_by(100_000) {
+            let chunk_end = (chunk_start + 100_000).min(size.max(known));
+            let records: Vec<TokenRecord> = (chunk_start..chunk_end)
+                .map(|i| {
+                    let secret = TokenSecret::generate();
+                    let record = TokenRecord::issue(
+                        TokenId::generate(),
+                        TokenSpec::agent(&format!("agent-{i}")),
+                        &secret,
+                        1_800_000_000,
+                    );
+                    if i < known {
+                        kept.push(Known {
+                            id: record.id,
+                            secret,
+                        });
+                    }
+                    record
+                })
+                .collect();
+            store.import(&records, "bench").expect("seed");
+        }
+        Seeded { dir, known: kept }
+    }
+
+    fn start(&self, upstream: SocketAddr, access_log: bool) -> Server {
+        Server::start(self.dir.path(), upstream, access_log)
+    }
+}
+
+struct Server {
+    child: Child,
+    proxy: SocketAddr,
+    admin: SocketAddr,
+    admin_token: String,
+}
+
+impl Server {
+    fn start(dir: &Path, upstream: SocketAddr, access_log: bool) -> Server {
+        let proxy = free_port();
+        let admin = free_port();
+        let config = dir.join("tollgate.toml");
+        std::fs::write(
+            &config,
+            format!(
+                "[store]\npath = {store:?}\n[admin]\nbind = \"{admin}\"\ntoken_file = {token:?}\n\
+                 [log]\nformat = \"json\"\nlevel = \"warn\"\naccess = {access_log}\n\
+                 [[listener]]\nname = \"bench\"\nbind = \"{proxy}\"\nupstream = \"http://{upstream}\"\n\
+                 [[listener.route]]\npath = \"/idle\"\npublic = true\n",
+                store = path_str(&dir.join("tollgate.redb")),
+                token = path_str(&dir.join("admin.token")),
+            ),
+        )
+        .expect("config");
+        let child = Command::new(BINARY)
+            .args(["serve", "--config"])
+            .arg(&config)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start tollgate");
+        let mut server = Server {
+            child,
+            proxy,
+            admin,
+            admin_token: String::new(),
+        };
+        let deadline = Instant::now() + Duration::from_secs(120);
+        while !server.ready() {
+            assert!(Instant::now() < deadline, "tollgate never became ready");
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        server.admin_token = std::fs::read_to_string(dir.join("admin.token"))
+            .expect("admin token")
+            .trim()
+            .to_owned();
+        server
+    }
+
+    fn ready(&mut self) -> bool {
+        if let Ok(Some(status)) = self.child.try_wait() {
+            panic!("tollgate exited: {status}");
+        }
+        let Ok(mut stream) = TcpStream::connect(self.admin) else {
+            return false;
+        };
+        let _ =
+            stream.write_all(b"GET /readyz HTTP/1.1\r\nHost: bench\r\nConnection: close\r\n\r\n");
+        let mut answer = String::new();
+        let _ = stream.read_to_string(&mut answer);
+        answer.starts_with("HTTP/1.1 200")
+    }
+
+    /// Resident memory, from /proc.
+    fn rss_kib(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
+            .expect("process status");
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .expect("VmRSS")
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+// ---- small helpers ----
+
+fn path_str(p: &Path) -> String {
+    p.to_str().expect("temp paths are UTF-8").to_owned()
+}
+
+fn free_port() -> SocketAddr {
+    let listener = StdListener::bind("127.0.0.1:0").expect("bind");
+    listener.local_addr().expect("addr")
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}
+
+/// Reads one response with a Content-Length body.
+fn read_response(stream: &mut TcpStream) {
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 4096];
+    loop {
+        let n = stream.read(&mut chunk).expect("read");
+        assert!(n > 0, "connection closed before the response");
+        buf.extend_from_slice(&chunk[..n]);
+        let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") else {
+            continue;
+        };
+        let head = String::from_utf8_lossy(&buf[..end]).to_ascii_lowercase();
+        let length: usize = head
+            .lines()
+            .find_map(|l| l.strip_prefix("content-length:"))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or(0);
+        if buf.len() >= end + 4 + length {
+            return;
+        }
+    }
+}
+
+async fn connect(addr: SocketAddr) -> hyper::client::conn::http1::SendRequest<Empty<Bytes>> {
+    let stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    let _ = stream.set_nodelay(true);
+    let (sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .expect("handshake");
+    tokio::spawn(connection);
+    sender
+}
+
+/// The admin API over one keep-alive connection.
+struct Admin {
+    addr: SocketAddr,
+    auth: String,
+}
+
+impl Admin {
+    fn new(addr: SocketAddr, token: &str) -> Admin {
+        Admin {
+            addr,
+            auth: format!("Bearer {token}"),
+        }
+    }
+
+    async fn post(&self, path: &str, body: &str) {
+        let stream = tokio::net::TcpStream::connect(self.addr)
+            .await
+            .expect("admin connect");
+        let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+            .await
+            .expect("handshake");
+        tokio::spawn(connection);
+        let request = Request::post(path)
+            .header("host", "bench")
+            .header("authorization", &self.auth)
+            .header("content-type", "application/json")
+            .body(Full::new(Bytes::from(body.to_owned())))
+            .expect("request");
+        let response = sender.send_request(request).await.expect("admin call");
+        let status = response.status();
+        let body = response
+            .into_body()
+            .collect()
+            .await
+            .expect("body")
+            .to_bytes();
+        assert!(
+            status.is_success(),
+            "{path}: {status} {}",
+            String::from_utf8_lossy(&body)
+        );
+    }
+}
+
+async fn start_upstream() -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind upstream");
+    let addr = listener.local_addr().expect("addr");
+    tokio::spawn(async move {
+        loop {
+            let Ok((stream, _)) = listener.accept().await else {
+                continue;
+            };
+            let _ = stream.set_nodelay(true);
+            tokio::spawn(async move {
+                let service = service_fn(|_: Request<Incoming>| async {
+                    Ok::<_, Infallible>(Response::new(Full::new(Bytes::from_static(b"ok\n"))))
+                });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(stream), service)
+                    .await;
+            });
+        }
+    });
+    addr
+}
