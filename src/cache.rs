@@ -8,7 +8,7 @@
 
 use std::hash::{BuildHasher, Hasher};
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicBool, AtomicI64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
 
 use dashmap::DashMap;
 use http::HeaderValue;
@@ -48,7 +48,8 @@ impl Denial {
 #[derive(Debug, Clone)]
 pub struct Identity {
     pub id: TokenId,
-    /// Kept as a header value, so forwarding clones a reference count instead of re-validating.
+    /// The name as a header value (see `header_safe_name`). A copy per request: cheaper than a
+    /// reference count that every core would bump on the same cache line for a busy token.
     pub name: HeaderValue,
     pub permissions: PermissionSet,
 }
@@ -70,14 +71,17 @@ enum State {
 /// Never expires.
 const NO_EXPIRY: UnixSeconds = UnixSeconds::MAX;
 
+/// One token in the cache: 56 bytes, with the 32-byte key 88 per slot. Kept this small on
+/// purpose, since a million tokens means two million slots (hashbrown sizes by powers of two).
 struct Entry {
     id: TokenId,
-    name: HeaderValue,
+    /// Already header-safe (`header_safe_name`).
+    name: Box<str>,
     permissions: PermissionSet,
     expires_at: UnixSeconds,
+    /// The last second this process accepted the token (`LastUsed`); 0 when it has not.
+    last_used: AtomicU32,
     state: State,
-    /// The last second this process accepted the token; 0 when it has not.
-    last_used: AtomicI64,
     /// Set while the token waits in `dirty` for its last-used time to be written.
     dirty: AtomicBool,
 }
@@ -86,10 +90,27 @@ impl Entry {
     fn identity(&self) -> Identity {
         Identity {
             id: self.id,
-            name: self.name.clone(),
+            // Checked when the entry was made; this only copies.
+            name: HeaderValue::from_str(&self.name).expect("header-safe names stay valid"),
             permissions: self.permissions,
         }
     }
+
+    fn last_used(&self) -> Option<UnixSeconds> {
+        last_used_from(self.last_used.load(Ordering::SeqCst))
+    }
+}
+
+/// Last-used times are kept in 32 bits, as seconds since this epoch (2020-01-01), which lasts
+/// until 2156. Earlier times (only in tests) count as the epoch's first second.
+const LAST_USED_EPOCH: UnixSeconds = 1_577_836_800;
+
+fn last_used_bits(t: UnixSeconds) -> u32 {
+    t.saturating_sub(LAST_USED_EPOCH).clamp(1, i64::from(u32::MAX)) as u32
+}
+
+fn last_used_from(bits: u32) -> Option<UnixSeconds> {
+    (bits != 0).then(|| LAST_USED_EPOCH + i64::from(bits))
 }
 
 /// Passes the digest's own first eight bytes through (see `TokenDigest`'s `Hash`).
@@ -209,7 +230,7 @@ impl TokenCache {
     pub fn upsert(&self, record: &TokenRecord) {
         let fresh = Entry {
             id: record.id,
-            name: header_value_of(&record.name),
+            name: header_safe_name(&record.name).into_boxed_str(),
             permissions: record.permissions,
             expires_at: record.expires_at.unwrap_or(NO_EXPIRY),
             state: if record.revoked_at.is_some() {
@@ -217,7 +238,7 @@ impl TokenCache {
             } else {
                 State::Active
             },
-            last_used: AtomicI64::new(0),
+            last_used: AtomicU32::new(0),
             dirty: AtomicBool::new(false),
         };
         match self.map.entry(record.digest) {
@@ -272,8 +293,7 @@ impl TokenCache {
 
     /// The last time this process accepted the token, if it has since it started.
     pub fn last_used(&self, digest: &TokenDigest) -> Option<UnixSeconds> {
-        let t = self.map.get(digest)?.last_used.load(Ordering::Relaxed);
-        (t > 0).then_some(t)
+        self.map.get(digest)?.last_used()
     }
 
     /// Takes the last-used times that changed since the previous call, to be written to the store.
@@ -285,8 +305,7 @@ impl TokenCache {
                 // Clear the flag before reading the time: a use after this point marks the
                 // token dirty again, so no use is skipped between two flushes.
                 entry.dirty.store(false, Ordering::SeqCst);
-                let at = entry.last_used.load(Ordering::SeqCst);
-                if entry.state == State::Active && at > 0 {
+                if let (State::Active, Some(at)) = (entry.state, entry.last_used()) {
                     uses.push(LastUse {
                         digest,
                         id: entry.id,
@@ -352,6 +371,7 @@ pub fn presented_hint(authorization: GetAll<'_, HeaderValue>) -> Option<String> 
 /// Records a use at `now`; returns whether the token must be queued for a last-used flush.
 /// Costs one atomic load for a token already used this second.
 fn touch(entry: &Entry, now: UnixSeconds) -> bool {
+    let now = last_used_bits(now);
     if entry.last_used.load(Ordering::Relaxed) >= now {
         return false;
     }
@@ -370,9 +390,9 @@ fn token_from_header(value: &[u8]) -> Option<&[u8]> {
     Some(rest.trim_ascii())
 }
 
-/// The name as a header value: visible ASCII and spaces as they are, every other byte (UTF-8
+/// The name as header-safe text: visible ASCII and spaces as they are, every other byte (UTF-8
 /// beyond ASCII, and `%` itself) percent-encoded, so that no upstream has to guess a charset.
-fn header_value_of(name: &str) -> HeaderValue {
+fn header_safe_name(name: &str) -> String {
     let mut encoded = String::with_capacity(name.len());
     for b in name.bytes() {
         if (b' '..=b'~').contains(&b) && b != b'%' {
@@ -381,8 +401,9 @@ fn header_value_of(name: &str) -> HeaderValue {
             encoded.push_str(&format!("%{b:02X}"));
         }
     }
-    // Only visible ASCII and spaces remain.
-    HeaderValue::from_str(&encoded).expect("percent-encoded names are valid header values")
+    // Only visible ASCII and spaces remain: a valid header value.
+    debug_assert!(HeaderValue::from_str(&encoded).is_ok());
+    encoded
 }
 
 #[cfg(test)]
@@ -490,9 +511,9 @@ mod tests {
 
     #[test]
     fn names_become_ascii_header_values() {
-        assert_eq!(header_value_of("agent east-1"), "agent east-1");
-        assert_eq!(header_value_of("capteur-été"), "capteur-%C3%A9t%C3%A9");
-        assert_eq!(header_value_of("100%"), "100%25");
+        assert_eq!(header_safe_name("agent east-1"), "agent east-1");
+        assert_eq!(header_safe_name("capteur-été"), "capteur-%C3%A9t%C3%A9");
+        assert_eq!(header_safe_name("100%"), "100%25");
     }
 
     #[test]
@@ -502,19 +523,27 @@ mod tests {
         let r = record(&secret);
         cache.upsert(&r);
         let header = format!("Bearer {}", secret.expose());
-        for now in [10, 10, 11, 12] {
+        const T: UnixSeconds = 1_800_000_000;
+        for now in [T + 10, T + 10, T + 11, T + 12] {
             decide(&cache, &[&header], now);
         }
         let at = |uses: Vec<LastUse>| uses.iter().map(|u| (u.id, u.at)).collect::<Vec<_>>();
-        assert_eq!(at(cache.take_last_used()), [(r.id, 12)]);
+        assert_eq!(at(cache.take_last_used()), [(r.id, T + 12)]);
         assert_eq!(at(cache.take_last_used()), []);
-        decide(&cache, &[&header], 13);
+        decide(&cache, &[&header], T + 13);
         let uses = cache.take_last_used();
-        assert_eq!(at(uses.clone()), [(r.id, 13)]);
-        assert_eq!(cache.last_used(&r.digest), Some(13));
+        assert_eq!(at(uses.clone()), [(r.id, T + 13)]);
+        assert_eq!(cache.last_used(&r.digest), Some(T + 13));
         // A failed write puts them back; a revoke-upsert keeps what was seen.
         cache.requeue_last_used(&uses);
         cache.upsert(&r);
-        assert_eq!(at(cache.take_last_used()), [(r.id, 13)]);
+        assert_eq!(at(cache.take_last_used()), [(r.id, T + 13)]);
+    }
+
+    #[test]
+    fn entries_stay_small() {
+        // The per-token memory target rests on this; see `Entry`.
+        assert_eq!(std::mem::size_of::<Entry>(), 56);
+        assert_eq!(std::mem::size_of::<(TokenDigest, Entry)>(), 88);
     }
 }
