@@ -161,7 +161,7 @@ export async function render(view, params, ctx) {
   }
 
   let debounce;
-  search.addEventListener("input", () => {
+  const onSearch = () => {
     clearTimeout(debounce);
     debounce = setTimeout(() => {
       const q = search.value.trim();
@@ -172,6 +172,7 @@ export async function render(view, params, ctx) {
           "it cannot search by one; search by name, or compare the hint (its last four characters).");
         return;
       }
+      if (q === state.q) return;
       state.q = q;
       state.cursors = [null];
       state.page = 0;
@@ -179,7 +180,10 @@ export async function render(view, params, ctx) {
       lookupId(q);
       load();
     }, 250);
-  });
+  };
+  // "input" while typing; "change" too, for a field emptied by other means than keys.
+  search.addEventListener("input", onSearch);
+  search.addEventListener("change", onSearch);
   statusSelect.addEventListener("change", () => {
     state.status = statusSelect.value;
     state.cursors = [null];
