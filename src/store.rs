@@ -800,7 +800,9 @@ mod tests {
         let (a, b) = (record("a", 1), record("b", 2));
         store.create(&a, "test").unwrap();
         store.create(&b, "test").unwrap();
-        store.revoke(&[a.id, b.id], Some("gone"), "test", 3).unwrap();
+        store
+            .revoke(&[a.id, b.id], Some("gone"), "test", 3)
+            .unwrap();
         store.delete(&[a.id], "test", 4).unwrap();
         let of_a: Vec<_> = store
             .events(10, None, Some(&a.id))

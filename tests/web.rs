@@ -48,19 +48,36 @@ async fn the_page_needs_no_admin_token_and_carries_strict_security_headers() {
             "form-action 'none'",
             "require-trusted-types-for 'script'",
         ] {
-            assert!(csp.contains(directive), "{path}: CSP lacks {directive}: {csp}");
+            assert!(
+                csp.contains(directive),
+                "{path}: CSP lacks {directive}: {csp}"
+            );
         }
-        assert!(!csp.contains("unsafe"), "{path}: CSP allows something unsafe: {csp}");
+        assert!(
+            !csp.contains("unsafe"),
+            "{path}: CSP allows something unsafe: {csp}"
+        );
         assert_eq!(resp.header("x-frame-options"), Some("DENY"), "{path}");
-        assert_eq!(resp.header("referrer-policy"), Some("no-referrer"), "{path}");
-        assert_eq!(resp.header("x-content-type-options"), Some("nosniff"), "{path}");
+        assert_eq!(
+            resp.header("referrer-policy"),
+            Some("no-referrer"),
+            "{path}"
+        );
+        assert_eq!(
+            resp.header("x-content-type-options"),
+            Some("nosniff"),
+            "{path}"
+        );
         assert_eq!(resp.header("cache-control"), Some("no-store"), "{path}");
     }
 
     // The page's HTML runs no inline script and loads nothing from elsewhere.
     let html = http.get(&format!("{base}/"), &[]).await.text();
     assert!(html.contains(r#"<script type="module" src="/ui/app.js"></script>"#));
-    assert!(!html.contains("http://") && !html.contains("https://"), "no external URL");
+    assert!(
+        !html.contains("http://") && !html.contains("https://"),
+        "no external URL"
+    );
 
     let missing = http.get(&format!("{base}/ui/nope.js"), &[]).await;
     assert_eq!(missing.status, StatusCode::NOT_FOUND);
@@ -85,7 +102,9 @@ impl Shots {
     }
 
     async fn take(&self, session: &Session<'_>, name: &str) {
-        session.screenshot(&self.dir.join(format!("{name}.png"))).await;
+        session
+            .screenshot(&self.dir.join(format!("{name}.png")))
+            .await;
     }
 }
 
@@ -155,7 +174,11 @@ async fn an_operator_signs_in_creates_revokes_bulk_revokes_deletes_and_audits_in
         json!(0),
         "the hostile name made no element"
     );
-    assert_eq!(b.alert_text().await, None, "no script ran from a token name");
+    assert_eq!(
+        b.alert_text().await,
+        None,
+        "no script ran from a token name"
+    );
 
     // ---- create a token in the dialog; the secret is shown once, masked, then gone ----
     b.click_css("#create-token").await;
@@ -163,10 +186,17 @@ async fn an_operator_signs_in_creates_revokes_bulk_revokes_deletes_and_audits_in
     b.fill("#create-description", "east rack, row 4").await;
     b.click_css("input[name=perm-mode][value=custom]").await;
     for perm in ["configs:read", "heartbeat:write", "agents:all"] {
-        b.click_css(&format!("#perm-grid input[value='{perm}']")).await;
+        b.click_css(&format!("#perm-grid input[value='{perm}']"))
+            .await;
     }
     b.click_css("#create-expiry option[value='30d']").await;
     shots.take(&b, "03-create-dialog").await;
+    // A refusal from the API is said inline, in the dialog, which stays open to fix it.
+    b.fill("#create-name", "bulk-1").await;
+    b.click_css("#create-submit").await;
+    let refused = b.wait_text("#create-error", "already exists").await;
+    assert!(refused.contains("409"), "{refused}");
+    b.fill("#create-name", "agent-east-1").await;
     b.click_css("#create-submit").await;
     let secret_field = b.wait("#new-secret").await;
     let secret = b
@@ -211,7 +241,11 @@ async fn an_operator_signs_in_creates_revokes_bulk_revokes_deletes_and_audits_in
             json!([secret]),
         )
         .await;
-    assert_eq!(after, json!(true), "closing the dialog removed the secret from the page");
+    assert_eq!(
+        after,
+        json!(true),
+        "closing the dialog removed the secret from the page"
+    );
     let created_id = tg.list_ids("?name=agent-east-1").await[0].clone();
     let record = tg.record(&created_id).await;
     assert_eq!(record["description"], "east rack, row 4");
@@ -306,7 +340,8 @@ async fn an_operator_signs_in_creates_revokes_bulk_revokes_deletes_and_audits_in
 
     // A second bulk revoke, with one already revoked and one deleted behind the page's back.
     for id in [&created_id, &bulk[0].id, &hostile.id] {
-        b.click_css(&format!("tr[data-id='{id}'] input.row-check")).await;
+        b.click_css(&format!("tr[data-id='{id}'] input.row-check"))
+            .await;
     }
     b.wait_text("#bulk-bar", "3 tokens selected").await;
     assert_eq!(tg.delete(&hostile.id).await.status, StatusCode::NO_CONTENT);

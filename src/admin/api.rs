@@ -261,8 +261,7 @@ pub async fn list(
     };
     let name = validate_name_filter(query.name)?;
     let registry = state.registry.clone();
-    let page =
-        blocking(move || Ok(registry.list(status, name.as_deref(), limit, after)?)).await?;
+    let page = blocking(move || Ok(registry.list(status, name.as_deref(), limit, after)?)).await?;
     let now = time::now();
     #[derive(Serialize)]
     struct Listing {
@@ -404,12 +403,13 @@ pub async fn audit(
             ApiError::BadRequest(format!("before: {b:?} is not an event sequence number"))
         })?),
     };
-    let token = match query.token_id.as_deref() {
-        None | Some("") => None,
-        Some(t) => Some(TokenId::parse(t).ok_or_else(|| {
-            ApiError::BadRequest(format!("token_id: {t:?} is not a token id"))
-        })?),
-    };
+    let token =
+        match query.token_id.as_deref() {
+            None | Some("") => None,
+            Some(t) => Some(TokenId::parse(t).ok_or_else(|| {
+                ApiError::BadRequest(format!("token_id: {t:?} is not a token id"))
+            })?),
+        };
     let registry = state.registry.clone();
     let events = blocking(move || Ok(registry.events(limit, before, token.as_ref())?)).await?;
     #[derive(Serialize)]

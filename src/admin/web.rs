@@ -133,13 +133,11 @@ mod tests {
     #[test]
     fn the_create_dialog_lists_every_resource_in_order() {
         let js = asset("create.js");
-        let start = js.find("const RESOURCES = [").expect("create.js has RESOURCES");
+        let start = js
+            .find("const RESOURCES = [")
+            .expect("create.js has RESOURCES");
         let end = start + js[start..].find("];").expect("RESOURCES ends");
-        let listed: Vec<&str> = js[start..end]
-            .split('"')
-            .skip(1)
-            .step_by(2)
-            .collect();
+        let listed: Vec<&str> = js[start..end].split('"').skip(1).step_by(2).collect();
         let expected: Vec<&str> = Resource::ALL.iter().map(|r| r.as_str()).collect();
         assert_eq!(listed, expected);
     }
@@ -163,7 +161,13 @@ mod tests {
                     "{name} imports {path}, which is not served"
                 );
             }
-            for sink in ["innerHTML", "outerHTML", "insertAdjacentHTML", "document.write", "eval("] {
+            for sink in [
+                "innerHTML",
+                "outerHTML",
+                "insertAdjacentHTML",
+                "document.write",
+                "eval(",
+            ] {
                 assert!(!js.contains(sink), "{name} uses {sink}");
             }
         }

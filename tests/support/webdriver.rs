@@ -97,7 +97,7 @@ impl Driver {
     }
 
     /// A new headless Chromium session with a fresh profile.
-    pub async fn session(&self) -> Session {
+    pub async fn session(&self) -> Session<'_> {
         let profile = self.dir.path().join(format!("profile-{}", self.port));
         let caps = json!({"capabilities": {"alwaysMatch": {
             "browserName": "chrome",
@@ -191,7 +191,12 @@ pub struct Session<'d> {
 
 impl Session<'_> {
     /// A command; a W3C error comes back as `Err`.
-    async fn try_cmd(&self, method: Method, path: &str, body: Option<Value>) -> Result<Value, WdError> {
+    async fn try_cmd(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> Result<Value, WdError> {
         let (status, v) = self
             .driver
             .call(method, &format!("{}{path}", self.base), body)
@@ -467,10 +472,7 @@ impl Session<'_> {
 
     /// Ends the session and closes its browser.
     pub async fn quit(self) {
-        let _ = self
-            .driver
-            .call(Method::DELETE, &self.base, None)
-            .await;
+        let _ = self.driver.call(Method::DELETE, &self.base, None).await;
     }
 }
 

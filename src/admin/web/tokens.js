@@ -49,7 +49,8 @@ export async function render(view, params, ctx) {
   const table = h("table", { class: "tokens", id: "token-table" },
     h("caption", { class: "visually-hidden" }, "API tokens, newest first"),
     h("thead", {}, h("tr", {},
-      h("th", { scope: "col", class: "check" }, selectAll),
+      h("th", { scope: "col", class: "check" }, selectAll,
+        h("label", { for: "select-all", class: "select-all-label" }, "Select all on this page")),
       ["Name", "Hint", "Status", "Permissions", "Created", "Expires", "Last used", "Revoked at"]
         .map((label) => h("th", { scope: "col" }, label)))),
     tbody);
