@@ -246,6 +246,29 @@ async fn an_operator_signs_in_creates_revokes_bulk_revokes_deletes_and_audits_in
         json!(true),
         "closing the dialog removed the secret from the page"
     );
+    // Escape closes the dialog as well, and takes the secret with it just the same.
+    b.click_css("#create-token").await;
+    b.fill("#create-name", "closed-with-escape").await;
+    b.click_css("#create-submit").await;
+    let field = b.wait("#new-secret").await;
+    let second = b
+        .property(&field, "value")
+        .await
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(second.starts_with(TOKEN_PREFIX));
+    b.press("\u{E00C}").await; // Escape
+    b.wait_gone("#create-dialog").await;
+    let gone = b
+        .execute(
+            "return document.getElementById('new-secret').value === '' && \
+             !document.documentElement.outerHTML.includes(arguments[0])",
+            json!([second]),
+        )
+        .await;
+    assert_eq!(gone, json!(true), "Escape removed the secret from the page");
+
     let created_id = tg.list_ids("?name=agent-east-1").await[0].clone();
     let record = tg.record(&created_id).await;
     assert_eq!(record["description"], "east rack, row 4");
@@ -261,8 +284,11 @@ async fn an_operator_signs_in_creates_revokes_bulk_revokes_deletes_and_audits_in
     b.wait(&format!("tr[data-id='{created_id}']")).await;
     shots.take(&b, "02-token-list").await;
 
-    // ---- search by name goes to the server and keeps the list short ----
-    b.fill("#search", "EAST").await;
+    // ---- search by name goes to the server and keeps the list short; "/" jumps to it ----
+    b.click_css("#view h1").await;
+    b.press("/").await;
+    assert_eq!(b.focused_id().await, "search", "/ focuses the search box");
+    b.press("EAST").await;
     b.wait_script(
         "the search to leave one row",
         "return document.querySelectorAll('#token-rows tr[data-id]').length === 1",
@@ -289,7 +315,17 @@ async fn an_operator_signs_in_creates_revokes_bulk_revokes_deletes_and_audits_in
     }
     b.wait_text("#panel-overview table", "Created").await;
     shots.take(&b, "05-detail-overview").await;
-    b.click_css("#tab-manage").await;
+    // The tabs follow the keyboard pattern people know: arrows move between them.
+    b.click_css("#tab-overview").await;
+    b.press("\u{E014}").await; // ArrowRight
+    assert_eq!(b.focused_id().await, "tab-manage");
+    b.wait("#panel-manage").await;
+    assert_eq!(
+        b.attribute(&b.find("#tab-manage").await, "aria-selected")
+            .await
+            .as_deref(),
+        Some("true")
+    );
     b.click_css("#revoke-button").await;
     let title = b.wait_text("#confirm-title", "agent-east-1").await;
     assert!(title.starts_with("Revoke"), "{title}");
@@ -435,6 +471,6 @@ async fn an_operator_signs_in_creates_revokes_bulk_revokes_deletes_and_audits_in
     b.goto(&format!("{page}#/audit")).await;
     b.wait("#admin-token").await;
 
-    tg.assert_logs_free_of(&[&secret]);
+    tg.assert_logs_free_of(&[&secret, &second]);
     b.quit().await;
 }

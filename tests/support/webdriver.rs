@@ -378,6 +378,36 @@ impl Session<'_> {
         self.send_keys(&el, text).await;
     }
 
+    /// Presses and releases each key in `keys` on whatever has the focus, as a keyboard does.
+    pub async fn press(&self, keys: &str) {
+        let actions: Vec<Value> = keys
+            .chars()
+            .flat_map(|k| {
+                let k = k.to_string();
+                [
+                    json!({"type": "keyDown", "value": k}),
+                    json!({"type": "keyUp", "value": k}),
+                ]
+            })
+            .collect();
+        self.cmd(
+            Method::POST,
+            "/actions",
+            Some(json!({"actions": [{"type": "key", "id": "keyboard", "actions": actions}]})),
+        )
+        .await;
+        let _ = self.try_cmd(Method::DELETE, "/actions", None).await;
+    }
+
+    /// The id of the focused element.
+    pub async fn focused_id(&self) -> String {
+        self.execute("return document.activeElement?.id ?? ''", json!([]))
+            .await
+            .as_str()
+            .unwrap_or_default()
+            .to_string()
+    }
+
     pub async fn text(&self, el: &Element) -> String {
         self.try_cmd(Method::GET, &format!("/element/{}/text", el.0), None)
             .await
