@@ -297,6 +297,14 @@ async fn an_operator_signs_in_creates_revokes_bulk_revokes_deletes_and_audits_in
     .await;
     b.fill("#search", "").await;
     b.wait(&format!("tr[data-id='{}']", bulk[0].id)).await;
+    // A pasted secret is not searched for: not sent, not put in the address bar.
+    let pasted = random_secret();
+    b.fill("#search", &pasted).await;
+    b.wait_text("#list-error", "looks like a token secret")
+        .await;
+    assert!(!b.url().await.contains(&pasted[TOKEN_PREFIX.len()..]));
+    let search = b.find("#search").await;
+    assert_eq!(b.property(&search, "value").await, json!(""));
 
     // ---- detail: Overview, then Manage → Revoke with a reason ----
     b.click_css(&format!("tr[data-id='{created_id}'] a.token-name"))

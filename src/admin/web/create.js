@@ -96,6 +96,8 @@ function body() {
 }
 
 let session = null; // { secret, record, onCreated } while the dialog is open
+let pending = false; // a create call is in flight
+const cancelButton = document.getElementById("create-cancel");
 
 /** Opens the dialog; `onCreated(record)` runs after it closes when a token was created. */
 export function open(onCreated) {
@@ -123,6 +125,8 @@ form.addEventListener("submit", async (event) => {
     return;
   }
   submit.disabled = true;
+  cancelButton.disabled = true;
+  pending = true;
   showError(error, "");
   const mine = session;
   try {
@@ -136,11 +140,20 @@ form.addEventListener("submit", async (event) => {
     showError(error, describe(e));
     if (e.status === 409 || /^name/.test(e.message)) name.focus();
   } finally {
+    pending = false;
     submit.disabled = false;
+    cancelButton.disabled = false;
   }
 });
 
+// While the create call runs, the dialog stays open: closing it then would create a token whose
+// secret nobody ever sees.
+dialog.addEventListener("cancel", (event) => {
+  if (pending) event.preventDefault();
+});
+
 function showSecret(record) {
+  dialog.setAttribute("aria-labelledby", "secret-title");
   form.hidden = true;
   secretStep.hidden = false;
   replace(secretFor, `For “${record.name}”, with `, permissionList(record.permissions),
@@ -170,7 +183,7 @@ copyButton.addEventListener("click", async () => {
   }
 });
 
-document.getElementById("create-cancel").addEventListener("click", () => dialog.close());
+cancelButton.addEventListener("click", () => dialog.close());
 document.getElementById("secret-done").addEventListener("click", () => dialog.close());
 
 // However the dialog closes (Done, Cancel, Escape), the secret goes with it.
@@ -184,5 +197,6 @@ dialog.addEventListener("close", () => {
   form.reset();
   form.hidden = false;
   secretStep.hidden = true;
+  dialog.setAttribute("aria-labelledby", "create-title");
   if (ended?.record) ended.onCreated(ended.record);
 });

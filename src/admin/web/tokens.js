@@ -21,7 +21,9 @@ export async function render(view, params, ctx) {
     rows: [],
     next: null,
   };
-  if (SECRET_SHAPE.test(state.q)) state.q = "";
+  // A secret pasted into a link never reaches the server, and leaves the address bar.
+  const secretInUrl = SECRET_SHAPE.test(state.q);
+  if (secretInUrl) state.q = "";
 
   const title = h("h1", { tabindex: "-1" }, "API Tokens");
   const createButton = h("button", { type: "button", class: "primary", id: "create-token" }, "Create token");
@@ -69,6 +71,7 @@ export async function render(view, params, ctx) {
     pager);
   document.title = "API Tokens · tollgate";
   title.focus();
+  if (secretInUrl) syncUrl();
 
   function syncUrl() {
     const q = new URLSearchParams();
