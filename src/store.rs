@@ -400,11 +400,26 @@ impl Store {
         after: Option<u64>,
         now: UnixSeconds,
     ) -> Result<Page, StoreError> {
-        // A substring search cannot use the name index; it filters the walk like `status` does.
-        let needle = name.map(str::to_lowercase);
         let txn = self.db.begin_read()?;
         let tokens = txn.open_table(TOKENS)?;
         let created = txn.open_table(CREATED)?;
+        // A substring search cannot seek in the name index, but scanning it compares short
+        // strings where the walk below would decode every record: find the matching ids first.
+        let matching = match name {
+            None => None,
+            Some(name) => {
+                let needle = name.to_lowercase();
+                let names = txn.open_table(NAMES)?;
+                let mut ids = std::collections::HashSet::new();
+                for entry in names.iter()? {
+                    let (name, id) = entry?;
+                    if name.value().to_lowercase().contains(&needle) {
+                        ids.insert(id.value().to_owned());
+                    }
+                }
+                Some(ids)
+            }
+        };
         let mut page = Vec::new();
         let mut last_seq = 0;
         let mut has_more = false;
@@ -412,17 +427,14 @@ impl Store {
         while let Some(entry) = iter.next_back() {
             let (seq, id) = entry?;
             let id = id.value();
+            if matching.as_ref().is_some_and(|ids| !ids.contains(id)) {
+                continue;
+            }
             let id = TokenId::parse(id).ok_or_else(|| StoreError::Corrupt(format!("id {id:?}")))?;
             let Some(record) = get_record(&tokens, &id)? else {
                 return Err(StoreError::Corrupt(format!("listed id {id} has no record")));
             };
             if status.is_some_and(|s| record.status(now) != s) {
-                continue;
-            }
-            if needle
-                .as_deref()
-                .is_some_and(|n| !record.name.to_lowercase().contains(n))
-            {
                 continue;
             }
             if page.len() == limit {

@@ -448,10 +448,35 @@ async fn an_operator_signs_in_creates_revokes_bulk_revokes_deletes_and_audits_in
     assert!(has("deleted", HOSTILE_NAME), "{events:?}");
     shots.take(&b, "08-audit").await;
 
+    // ---- paging: 50 to a page, Next and Previous with the API's cursor ----
+    for i in 0..50 {
+        tg.create_token(&format!("page-{i:02}")).await;
+    }
+    b.click_css("#nav-tokens").await;
+    b.wait_text("#token-rows", "page-49").await;
+    let page_one = b.find_all("#token-rows tr[data-id]").await.len();
+    assert_eq!(page_one, 50);
+    b.wait_text("#page-label", "Page 1").await;
+    b.click_css("#page-next").await;
+    b.wait_text("#page-label", "Page 2").await;
+    let second = b.wait_text("#token-rows", "agent-east-1").await;
+    assert!(
+        second.contains("bulk-1") && !second.contains("page-49"),
+        "{second}"
+    );
+    let next = b.find("#page-next").await;
+    assert_eq!(
+        b.property(&next, "disabled").await,
+        json!(true),
+        "the last page"
+    );
+    b.click_css("#page-prev").await;
+    b.wait_text("#page-label", "Page 1").await;
+    b.wait_text("#token-rows", "page-49").await;
+
     // ---- phone width: the list reads without sideways scrolling ----
     b.set_window_size(390, 844).await;
-    b.click_css("#nav-tokens").await;
-    b.wait(&format!("tr[data-id='{created_id}']")).await;
+    b.wait_text("#token-rows", "page-49").await;
     let fits = b
         .execute(
             "return document.documentElement.scrollWidth <= window.innerWidth",

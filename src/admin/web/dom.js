@@ -38,13 +38,13 @@ export function showError(el, message) {
   el.hidden = !message;
 }
 
-/** "2026-11-27 21:00 UTC", with the exact time and the local time as a tooltip. */
+/** "2026-11-27 21:00:05 UTC", with the local time as a tooltip. */
 export function time(iso, empty = "—") {
   if (!iso) return h("span", { class: "muted" }, empty);
   const d = new Date(iso);
   if (Number.isNaN(d.getTime())) return h("span", {}, iso);
-  const text = iso.replace("T", " ").replace(/:\d\dZ$/, " UTC");
-  return h("time", { datetime: iso, title: `${iso} (local: ${d.toLocaleString()})` }, text);
+  const text = iso.replace("T", " ").replace(/Z$/, " UTC");
+  return h("time", { datetime: iso, title: `Local time: ${d.toLocaleString()}` }, text);
 }
 
 /** "3 minutes ago", "in 6 days": for last-used and expiry hints. */
