@@ -513,9 +513,21 @@ async fn an_operator_signs_in_creates_revokes_bulk_revokes_deletes_and_audits_in
     b.wait_text("#page-label", "Page 1").await;
     b.wait_text("#token-rows", "page-49").await;
 
+    // Select all on the page, and bulk-delete: the result counts them.
+    b.click_css("#select-all").await;
+    b.wait_text("#bulk-bar", "50 tokens selected").await;
+    b.click_css("#bulk-delete").await;
+    b.wait_text("#confirm-title", "Delete 50 tokens?").await;
+    b.wait_text("#confirm-body", "and 42 more").await;
+    b.click_css("#confirm-ok").await;
+    let result = b.wait_text("#bulk-result", "Deleted 50 tokens").await;
+    assert!(result.contains("None missing"), "{result}");
+    b.wait_text("#token-rows", "agent-east-1").await;
+    assert!(tg.list_ids("?name=page-").await.is_empty());
+
     // ---- phone width: the list reads without sideways scrolling ----
     b.set_window_size(390, 844).await;
-    b.wait_text("#token-rows", "page-49").await;
+    b.wait_text("#token-rows", "agent-east-1").await;
     let fits = b
         .execute(
             "return document.documentElement.scrollWidth <= window.innerWidth",
