@@ -7,13 +7,16 @@ cd "$(dirname "$0")/.."
 
 need_packages=()
 command -v curl >/dev/null 2>&1 || need_packages+=(curl)
+# The web page's end-to-end test drives headless Chromium over WebDriver (tests/web.rs).
+[[ -x /usr/bin/chromium ]] || need_packages+=(chromium)
+[[ -x /usr/bin/chromedriver ]] || need_packages+=(chromium-driver)
 if ((${#need_packages[@]})); then
   echo "==> installing ${need_packages[*]}"
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq
   apt-get install -y -qq "${need_packages[@]}"
 fi
-for tool in cargo rustfmt cargo-clippy curl; do
+for tool in cargo rustfmt cargo-clippy curl /usr/bin/chromium /usr/bin/chromedriver; do
   command -v "$tool" >/dev/null 2>&1 || { echo "test.sh: $tool is missing" >&2; exit 1; }
 done
 

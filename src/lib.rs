@@ -10,7 +10,7 @@
 //!   hot check from `Authorization` header to verdict.
 //! - [`registry`]: write-through changes: commit to the store, then update the cache, then reply.
 //! - [`proxy`]: the data path: listeners, authentication, header hygiene, forwarding.
-//! - [`admin`]: the admin listener: JSON API, health, readiness, metrics.
+//! - [`admin`]: the admin listener: JSON API, the web page, health, readiness, metrics.
 //! - [`server`]: start-up in a fixed order and shutdown in one path.
 //! - [`cli`]: the command line; `token` and `audit` are clients of the admin API.
 

@@ -122,10 +122,11 @@ impl Registry {
     pub fn list(
         &self,
         status: Option<TokenStatus>,
+        name: Option<&str>,
         limit: usize,
         after: Option<u64>,
     ) -> Result<Page, StoreError> {
-        let mut page = self.store.list(status, limit, after, time::now())?;
+        let mut page = self.store.list(status, name, limit, after, time::now())?;
         page.tokens = page
             .tokens
             .into_iter()
@@ -134,8 +135,13 @@ impl Registry {
         Ok(page)
     }
 
-    pub fn events(&self, limit: usize, before: Option<u64>) -> Result<Vec<Event>, StoreError> {
-        self.store.events(limit, before)
+    pub fn events(
+        &self,
+        limit: usize,
+        before: Option<u64>,
+        token: Option<&TokenId>,
+    ) -> Result<Vec<Event>, StoreError> {
+        self.store.events(limit, before, token)
     }
 
     /// Writes the last-used times gathered since the previous call (one transaction). When the

@@ -437,12 +437,14 @@ impl Store {
         get_record(&tokens, id)
     }
 
-    /// Tokens newest first, optionally of one status, continuing after the cursor `after` (the
-    /// `next` of the previous page). The cursor is a creation sequence number, so paging stays
-    /// exact when tokens are created or deleted between pages.
+    /// Tokens newest first, optionally of one status and with `name` in their name (ignoring
+    /// case), continuing after the cursor `after` (the `next` of the previous page). The cursor is
+    /// a creation sequence number, so paging stays exact when tokens are created or deleted
+    /// between pages, and a filtered page's cursor is the last token it kept.
     pub fn list(
         &self,
         status: Option<TokenStatus>,
+        name: Option<&str>,
         limit: usize,
         after: Option<u64>,
         now: UnixSeconds,
@@ -450,6 +452,23 @@ impl Store {
         let txn = self.db.begin_read()?;
         let tokens = txn.open_table(TOKENS)?;
         let created = txn.open_table(CREATED)?;
+        // A substring search cannot seek in the name index, but scanning it compares short
+        // strings where the walk below would decode every record: find the matching ids first.
+        let matching = match name {
+            None => None,
+            Some(name) => {
+                let needle = name.to_lowercase();
+                let names = txn.open_table(NAMES)?;
+                let mut ids = std::collections::HashSet::new();
+                for entry in names.iter()? {
+                    let (name, id) = entry?;
+                    if name.value().to_lowercase().contains(&needle) {
+                        ids.insert(id.value().to_owned());
+                    }
+                }
+                Some(ids)
+            }
+        };
         let mut page = Vec::new();
         let mut last_seq = 0;
         let mut has_more = false;
@@ -457,6 +476,9 @@ impl Store {
         while let Some(entry) = iter.next_back() {
             let (seq, id) = entry?;
             let id = id.value();
+            if matching.as_ref().is_some_and(|ids| !ids.contains(id)) {
+                continue;
+            }
             let id = TokenId::parse(id).ok_or_else(|| StoreError::Corrupt(format!("id {id:?}")))?;
             let Some(record) = get_record(&tokens, &id)? else {
                 return Err(StoreError::Corrupt(format!("listed id {id} has no record")));
@@ -477,8 +499,15 @@ impl Store {
         })
     }
 
-    /// Events newest first, those before the sequence number `before` when given.
-    pub fn events(&self, limit: usize, before: Option<u64>) -> Result<Vec<Event>, StoreError> {
+    /// Events newest first, those before the sequence number `before` when given, and only those
+    /// of the token `token` when given. A token's events are found by walking the log back (there
+    /// is no per-token index): a token has few events, and the walk stops once `limit` are found.
+    pub fn events(
+        &self,
+        limit: usize,
+        before: Option<u64>,
+        token: Option<&TokenId>,
+    ) -> Result<Vec<Event>, StoreError> {
         let txn = self.db.begin_read()?;
         let events = txn.open_table(EVENTS)?;
         let mut iter = events.range(..before.unwrap_or(u64::MAX))?;
@@ -486,7 +515,11 @@ impl Store {
         while out.len() < limit {
             let Some(entry) = iter.next_back() else { break };
             let (seq, value) = entry?;
-            out.push(decode_event(seq.value(), value.value())?);
+            let event = decode_event(seq.value(), value.value())?;
+            if token.is_some_and(|t| event.token_id != *t) {
+                continue;
+            }
+            out.push(event);
         }
         Ok(out)
     }
@@ -815,7 +848,7 @@ mod tests {
             Some("first")
         );
         assert_eq!(outcome.not_found, [unknown]);
-        let events = store.events(10, None).unwrap();
+        let events = store.events(10, None, None).unwrap();
         let actions: Vec<_> = events.iter().map(|e| (e.action, e.token_id)).collect();
         assert_eq!(
             actions,
@@ -864,7 +897,7 @@ mod tests {
         let mut seen = Vec::new();
         let mut after = None;
         loop {
-            let page = store.list(None, 3, after, 300).unwrap();
+            let page = store.list(None, None, 3, after, 300).unwrap();
             seen.extend(page.tokens.iter().map(|r| r.name.clone()));
             // Deleting the cursor's token between pages loses nothing after it.
             if seen.len() == 3 {
@@ -877,11 +910,78 @@ mod tests {
         }
         assert_eq!(seen, ["t6", "t5", "t4", "t3", "t2", "t1", "t0"]);
         let revoked = store
-            .list(Some(TokenStatus::Revoked), 10, None, 300)
+            .list(Some(TokenStatus::Revoked), None, 10, None, 300)
             .unwrap();
         assert_eq!(revoked.tokens.len(), 1);
         assert_eq!(revoked.tokens[0].id, records[3].id);
         assert_eq!(revoked.next, None);
+    }
+
+    #[test]
+    fn listing_by_name_ignores_case_and_pages_with_the_cursor() {
+        let (_dir, store) = open();
+        let names = ["east-1", "West-1", "EAST-2", "north", "east-3", "Beast"];
+        let records: Vec<_> = names.iter().map(|n| record(n, 100)).collect();
+        for r in &records {
+            store.create(r, "test").unwrap();
+        }
+        store.revoke(&[records[2].id], None, "test", 200).unwrap();
+        let mut seen = Vec::new();
+        let mut after = None;
+        loop {
+            let page = store.list(None, Some("EaSt"), 2, after, 300).unwrap();
+            assert!(page.tokens.len() <= 2);
+            seen.extend(page.tokens.iter().map(|r| r.name.clone()));
+            match page.next {
+                Some(next) => after = Some(next),
+                None => break,
+            }
+        }
+        assert_eq!(seen, ["Beast", "east-3", "EAST-2", "east-1"]);
+        // Name and status filters combine.
+        let revoked = store
+            .list(Some(TokenStatus::Revoked), Some("east"), 10, None, 300)
+            .unwrap();
+        assert_eq!(revoked.tokens.len(), 1);
+        assert_eq!(revoked.tokens[0].name, "EAST-2");
+        let none = store.list(None, Some("south"), 10, None, 300).unwrap();
+        assert!(none.tokens.is_empty());
+        assert_eq!(none.next, None);
+    }
+
+    #[test]
+    fn events_of_one_token() {
+        let (_dir, store) = open();
+        let (a, b) = (record("a", 1), record("b", 2));
+        store.create(&a, "test").unwrap();
+        store.create(&b, "test").unwrap();
+        store
+            .revoke(&[a.id, b.id], Some("gone"), "test", 3)
+            .unwrap();
+        store.delete(&[a.id], "test", 4).unwrap();
+        let of_a: Vec<_> = store
+            .events(10, None, Some(&a.id))
+            .unwrap()
+            .iter()
+            .map(|e| e.action)
+            .collect();
+        assert_eq!(
+            of_a,
+            [
+                EventAction::Deleted,
+                EventAction::Revoked,
+                EventAction::Created
+            ]
+        );
+        let limited = store.events(1, None, Some(&b.id)).unwrap();
+        assert_eq!(limited.len(), 1);
+        assert_eq!(limited[0].action, EventAction::Revoked);
+        assert!(
+            store
+                .events(10, None, Some(&TokenId::generate()))
+                .unwrap()
+                .is_empty()
+        );
     }
 
     #[test]

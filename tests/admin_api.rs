@@ -737,3 +737,81 @@ async fn last_used_at_is_recorded_after_use() {
         used["last_used_at"]
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn list_searches_names_and_audit_shows_one_tokens_events() {
+    let (_up, tg) = started();
+    let mut east = Vec::new();
+    for name in ["east-1", "West-1", "EAST-2", "north", "east-3", "Beast"] {
+        let t = tg.create_token(name).await;
+        if name.to_lowercase().contains("east") {
+            east.push(t.id);
+        }
+    }
+    east.reverse(); // newest first
+
+    // `name`: a case-insensitive substring, newest first, paging with `next` as ever.
+    let mut seen = Vec::new();
+    let mut after = String::new();
+    loop {
+        let page = tg.list(&format!("?name=EaSt&limit=2{after}")).await;
+        assert!(page["tokens"].as_array().unwrap().len() <= 2);
+        seen.extend(ids_of(&page["tokens"]));
+        match page["next"].as_str() {
+            Some(next) => after = format!("&after={next}"),
+            None => break,
+        }
+    }
+    assert_eq!(seen, east);
+    tg.revoke(&east[1], Some("gone")).await;
+    assert_eq!(
+        tg.list_ids("?name=east&status=revoked").await,
+        vec![east[1].clone()]
+    );
+    assert!(tg.list_ids("?name=south").await.is_empty());
+    assert_eq!(
+        tg.list_ids("?name=").await.len(),
+        6,
+        "an empty search is none"
+    );
+    let encoded = tg.list_ids("?name=%20west").await;
+    assert!(encoded.is_empty(), "the search is not trimmed: {encoded:?}");
+
+    for (query, field) in [
+        (format!("?name={}", "x".repeat(129)), "name"),
+        ("?name=a%0Ab".to_string(), "name"),
+    ] {
+        let resp = tg
+            .admin(Method::GET, &format!("/api/v1/tokens{query}"), None)
+            .await;
+        assert_eq!(resp.status, StatusCode::BAD_REQUEST, "{query}");
+        assert!(
+            resp.error().starts_with(&format!("{field}:")),
+            "{}",
+            resp.error()
+        );
+    }
+
+    // `token_id`: that token's events only, newest first; a deleted token's history stays.
+    let target = east[1].clone();
+    assert_eq!(tg.delete(&target).await.status, StatusCode::NO_CONTENT);
+    let events = tg.audit(&format!("?token_id={target}")).await;
+    let actions: Vec<&str> = events
+        .iter()
+        .map(|e| e["action"].as_str().unwrap())
+        .collect();
+    assert_eq!(actions, ["deleted", "revoked", "created"]);
+    assert!(events.iter().all(|e| e["token_id"] == target.as_str()));
+    assert_eq!(events[1]["reason"], "gone");
+    let one = tg.audit(&format!("?token_id={target}&limit=1")).await;
+    assert_eq!(one.len(), 1);
+    assert_eq!(one[0]["action"], "deleted");
+    let unknown = tg.audit("?token_id=0000000000000000").await;
+    assert!(unknown.is_empty());
+
+    let resp = tg
+        .admin(Method::GET, "/api/v1/audit?token_id=not-an-id", None)
+        .await;
+    assert_eq!(resp.status, StatusCode::BAD_REQUEST);
+    assert!(resp.error().starts_with("token_id:"), "{}", resp.error());
+}

@@ -23,6 +23,8 @@ const MAX_PAGE: usize = 1000;
 /// The most ids one bulk call may name.
 const MAX_BULK: usize = 100_000;
 const MAX_REASON: usize = 512;
+/// A name search longer than the longest name (128 characters) could match nothing.
+const MAX_NAME_FILTER: usize = 128;
 
 // ---- views: what the API shows ----
 
@@ -171,6 +173,8 @@ pub struct BulkBody {
 #[derive(Deserialize)]
 pub struct ListQuery {
     status: Option<String>,
+    /// Keeps the tokens whose name contains this text, ignoring case.
+    name: Option<String>,
     limit: Option<String>,
     after: Option<String>,
 }
@@ -179,6 +183,8 @@ pub struct ListQuery {
 pub struct AuditQuery {
     limit: Option<String>,
     before: Option<String>,
+    /// Keeps one token's events (a deleted token's too).
+    token_id: Option<String>,
 }
 
 // ---- handlers ----
@@ -253,8 +259,9 @@ pub async fn list(
             ApiError::BadRequest(format!("after: {a:?} is not a cursor from a previous page"))
         })?),
     };
+    let name = validate_name_filter(query.name)?;
     let registry = state.registry.clone();
-    let page = blocking(move || Ok(registry.list(status, limit, after)?)).await?;
+    let page = blocking(move || Ok(registry.list(status, name.as_deref(), limit, after)?)).await?;
     let now = time::now();
     #[derive(Serialize)]
     struct Listing {
@@ -436,8 +443,15 @@ pub async fn audit(
             ApiError::BadRequest(format!("before: {b:?} is not an event sequence number"))
         })?),
     };
+    let token =
+        match query.token_id.as_deref() {
+            None | Some("") => None,
+            Some(t) => Some(TokenId::parse(t).ok_or_else(|| {
+                ApiError::BadRequest(format!("token_id: {t:?} is not a token id"))
+            })?),
+        };
     let registry = state.registry.clone();
-    let events = blocking(move || Ok(registry.events(limit, before)?)).await?;
+    let events = blocking(move || Ok(registry.events(limit, before, token.as_ref())?)).await?;
     #[derive(Serialize)]
     struct Audit {
         events: Vec<EventView>,
@@ -515,6 +529,25 @@ fn validate_reason(reason: Option<String>) -> Result<Option<String>, ApiError> {
         ));
     }
     Ok(Some(reason))
+}
+
+/// The name search of a listing: empty means none; longer than any name, or a control
+/// character, can match nothing and is refused as a mistake.
+fn validate_name_filter(name: Option<String>) -> Result<Option<String>, ApiError> {
+    let Some(name) = name.filter(|n| !n.is_empty()) else {
+        return Ok(None);
+    };
+    if name.chars().count() > MAX_NAME_FILTER {
+        return Err(ApiError::BadRequest(format!(
+            "name: must be at most {MAX_NAME_FILTER} characters"
+        )));
+    }
+    if name.chars().any(char::is_control) {
+        return Err(ApiError::BadRequest(
+            "name: must not contain control characters".into(),
+        ));
+    }
+    Ok(Some(name))
 }
 
 /// Ids the store did not find, then the strings that could name no token at all.

@@ -1,10 +1,11 @@
-//! The admin listener: the token API (behind the admin credential), health, readiness and
-//! metrics. Separate from the data path, bound to loopback by default.
+//! The admin listener: the token API (behind the admin credential), the web page, health,
+//! readiness and metrics. Separate from the data path, bound to loopback by default.
 
 mod api;
 mod credential;
 mod error;
 mod import;
+mod web;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -55,6 +56,7 @@ pub fn router(state: Arc<AdminState>) -> Router {
         .layer(middleware::from_fn_with_state(state.clone(), require_admin));
     Router::new()
         .merge(api)
+        .merge(web::routes())
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
