@@ -106,7 +106,8 @@ impl Entry {
 const LAST_USED_EPOCH: UnixSeconds = 1_577_836_800;
 
 fn last_used_bits(t: UnixSeconds) -> u32 {
-    t.saturating_sub(LAST_USED_EPOCH).clamp(1, i64::from(u32::MAX)) as u32
+    t.saturating_sub(LAST_USED_EPOCH)
+        .clamp(1, i64::from(u32::MAX)) as u32
 }
 
 fn last_used_from(bits: u32) -> Option<UnixSeconds> {
