@@ -155,6 +155,9 @@ pub struct RawRoute {
     pub public: Option<bool>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub deny: Option<bool>,
+    /// With the listener's `pass_session_cookies`: a browser session may pass here.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub session: Option<bool>,
 }
 
 fn d_store_path() -> PathBuf {
@@ -443,6 +446,8 @@ impl RawConfig {
                 ));
             }
             let bind = socket(&field("bind"), &raw.bind)?;
+            let authorization = upstream_authorization(raw, env)
+                .map_err(|(key, message)| invalid(&field(key), message))?;
             if bind.port() != 0 && (!binds.insert(bind) || bind == admin.bind) {
                 return Err(invalid(&field("bind"), format!("{bind} is used twice")));
             }
@@ -466,10 +471,12 @@ impl RawConfig {
                     }
                     n => n,
                 },
-                routes: listener_routes(raw)
-                    .map_err(|(key, message)| invalid(&field(&key), message))?,
-                authorization: upstream_authorization(raw, env)
-                    .map_err(|(key, message)| invalid(&field(key), message))?,
+                routes: listener_routes(
+                    raw,
+                    matches!(authorization, UpstreamAuthorization::Forward),
+                )
+                .map_err(|(key, message)| invalid(&field(&key), message))?,
+                authorization,
                 pass_session_cookies: raw.pass_session_cookies,
             });
         }
@@ -489,7 +496,10 @@ impl RawConfig {
 
 /// A listener's route table: its own routes, its profile's, its default. Errors carry the key
 /// under the listener (`route[2].require`) and a message.
-fn listener_routes(raw: &RawListener) -> Result<RouteTable, (String, String)> {
+fn listener_routes(
+    raw: &RawListener,
+    upstream_checks_tokens: bool,
+) -> Result<RouteTable, (String, String)> {
     let mut routes = Vec::with_capacity(raw.routes.len());
     for (i, r) in raw.routes.iter().enumerate() {
         let key = |k: &str| format!("route[{i}].{k}");
@@ -525,10 +535,18 @@ fn listener_routes(raw: &RawListener) -> Result<RouteTable, (String, String)> {
                     .into(),
             ));
         };
+        let sessions = r.session == Some(true);
+        if sessions && !matches!(access, Access::Token | Access::Require(_)) {
+            return Err((
+                key("session"),
+                "only a route that needs a token can let a session pass instead".into(),
+            ));
+        }
         routes.push(Route {
             pattern,
             methods,
             access,
+            sessions,
         });
     }
     if let Some(name) = &raw.profile {
@@ -538,7 +556,7 @@ fn listener_routes(raw: &RawListener) -> Result<RouteTable, (String, String)> {
                 format!("{name:?} is not a known profile ({})", Profile::NAMES),
             )
         })?;
-        routes.extend(profile.routes());
+        routes.extend(profile.routes(upstream_checks_tokens));
     }
     let default = match raw.default.as_str() {
         "token" => Access::Token,

@@ -17,6 +17,8 @@ pub struct ImportEntry {
     pub spec: TokenSpec,
     pub digest: TokenDigest,
     pub hint: String,
+    /// When the token was revoked where it comes from: it is imported revoked.
+    pub revoked_at: Option<time::UnixSeconds>,
 }
 
 pub struct Registry {
@@ -77,7 +79,12 @@ impl Registry {
         let now = time::now();
         let records: Vec<TokenRecord> = entries
             .into_iter()
-            .map(|e| TokenRecord::imported(TokenId::generate(), e.spec, e.digest, e.hint, now))
+            .map(|e| {
+                let mut record =
+                    TokenRecord::imported(TokenId::generate(), e.spec, e.digest, e.hint, now);
+                record.revoked_at = e.revoked_at;
+                record
+            })
             .collect();
         let _order = self.ordered();
         let outcome = self.store.import(&records, actor)?;

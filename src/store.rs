@@ -41,6 +41,9 @@ const DIGESTS: TableDefinition<&[u8; 32], &str> = TableDefinition::new("digests"
 const NAMES: TableDefinition<&str, &str> = TableDefinition::new("names");
 const CREATED: TableDefinition<u64, &str> = TableDefinition::new("created");
 const EVENTS: TableDefinition<u64, &[u8]> = TableDefinition::new("events");
+/// Digests of deleted tokens → the sequence number of their deletion, so that an import cannot
+/// bring back a token that was deleted here (say, because it leaked).
+const RETIRED: TableDefinition<&[u8; 32], u64> = TableDefinition::new("retired");
 
 const SCHEMA_KEY: &str = "schema_version";
 
@@ -151,6 +154,10 @@ pub enum SkipReason {
     NameTaken,
     /// The same token (stored, or earlier in the same import) is present already.
     DigestTaken,
+    /// The token was deleted here; deleting is for good.
+    Deleted,
+    /// Its expiry has passed.
+    Expired,
 }
 
 impl SkipReason {
@@ -158,6 +165,8 @@ impl SkipReason {
         match self {
             SkipReason::NameTaken => "name already used by another token",
             SkipReason::DigestTaken => "token already present",
+            SkipReason::Deleted => "token was deleted here; a deleted token cannot come back",
+            SkipReason::Expired => "token expired",
         }
     }
 }
@@ -253,6 +262,7 @@ impl Store {
             txn.open_table(NAMES)?;
             txn.open_table(CREATED)?;
             txn.open_table(EVENTS)?;
+            txn.open_table(RETIRED)?;
         }
         txn.commit()?;
         Ok(())
@@ -285,7 +295,9 @@ impl Store {
             if let Some(reason) = tables.conflict(record)? {
                 return Err(match reason {
                     SkipReason::NameTaken => StoreError::NameTaken(record.name.clone()),
-                    SkipReason::DigestTaken => StoreError::DigestTaken,
+                    SkipReason::DigestTaken | SkipReason::Deleted | SkipReason::Expired => {
+                        StoreError::DigestTaken
+                    }
                 });
             }
             tables.insert(record, EventAction::Created, actor)?
@@ -379,6 +391,7 @@ impl Store {
             let mut names = txn.open_table(NAMES)?;
             let mut created = txn.open_table(CREATED)?;
             let mut events = txn.open_table(EVENTS)?;
+            let mut retired = txn.open_table(RETIRED)?;
             for id in dedup(ids) {
                 let Some((record, created_seq)) = get_stored(&tokens, id)? else {
                     outcome.not_found.push(*id);
@@ -388,14 +401,10 @@ impl Store {
                 digests.remove(record.digest.as_bytes())?;
                 names.remove(record.name.as_str())?;
                 created.remove(created_seq)?;
-                outcome.events.push(append_event(
-                    &mut events,
-                    &record,
-                    EventAction::Deleted,
-                    now,
-                    actor,
-                    None,
-                )?);
+                let event =
+                    append_event(&mut events, &record, EventAction::Deleted, now, actor, None)?;
+                retired.insert(record.digest.as_bytes(), event.seq)?;
+                outcome.events.push(event);
                 outcome.deleted.push(record);
             }
         }
@@ -555,6 +564,7 @@ struct NewTokenTables<'txn> {
     names: redb::Table<'txn, &'static str, &'static str>,
     created: redb::Table<'txn, u64, &'static str>,
     events: redb::Table<'txn, u64, &'static [u8]>,
+    retired: redb::Table<'txn, &'static [u8; 32], u64>,
 }
 
 impl<'txn> NewTokenTables<'txn> {
@@ -565,13 +575,18 @@ impl<'txn> NewTokenTables<'txn> {
             names: txn.open_table(NAMES)?,
             created: txn.open_table(CREATED)?,
             events: txn.open_table(EVENTS)?,
+            retired: txn.open_table(RETIRED)?,
         })
     }
 
-    /// Why `record` cannot be added, if it cannot: its name or its digest is taken.
+    /// Why `record` cannot be added, if it cannot: its digest is taken or was deleted, or its
+    /// name is taken.
     fn conflict(&self, record: &TokenRecord) -> Result<Option<SkipReason>, StoreError> {
         if self.digests.get(record.digest.as_bytes())?.is_some() {
             return Ok(Some(SkipReason::DigestTaken));
+        }
+        if self.retired.get(record.digest.as_bytes())?.is_some() {
+            return Ok(Some(SkipReason::Deleted));
         }
         if self.names.get(record.name.as_str())?.is_some() {
             return Ok(Some(SkipReason::NameTaken));
@@ -825,6 +840,16 @@ mod tests {
         let mut loaded = 0;
         store.load_all(|_| loaded += 1).unwrap();
         assert_eq!(loaded, 2);
+
+        // A deleted token stays deleted.
+        store.delete(&[stored.id], "ops", 3).unwrap();
+        let mut again = record("again", 4);
+        again.digest = stored.digest;
+        let outcome = store.import(&[again], "ops").unwrap();
+        assert_eq!(
+            outcome.skipped,
+            [("again".to_string(), SkipReason::Deleted)]
+        );
     }
 
     #[test]

@@ -2914,3 +2914,231 @@ async fn a_revoked_tokens_use_is_logged_with_id_name_hint_and_remote() {
     }
     tg.assert_logs_free_of(&["secret-query"]);
 }
+
+// ---------------------------------------------------------------------------------------------
+// Hardening: what a valid token or a cookie must not buy
+// ---------------------------------------------------------------------------------------------
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sessions_never_pass_on_the_agents_routes() {
+    let (ctl, tg) = start("pass_session_cookies = true\n", "");
+    for (method, path) in [
+        (Method::GET, "/api/configs/c-1/toml"),
+        (Method::HEAD, "/api/configs/c-1/toml"),
+        (Method::POST, "/agents/heartbeat"),
+        (Method::GET, "/agents/list"),
+    ] {
+        let before = ctl.count();
+        let resp = tg
+            .proxy_send(
+                "ui",
+                method.clone(),
+                path,
+                &[("cookie", "tc_session=x")],
+                "",
+            )
+            .await;
+        let what = format!("{method} {path} with only a cookie");
+        assert_eq!(resp.status, StatusCode::UNAUTHORIZED, "{what}");
+        assert_eq!(ctl.count(), before, "{what}: forwarded");
+    }
+    // The web UI's own API calls still go on the session.
+    let before = ctl.count();
+    let resp = tg
+        .proxy_send(
+            "ui",
+            Method::GET,
+            "/api/users",
+            &[("cookie", "tc_session=x")],
+            "",
+        )
+        .await;
+    check(
+        &ctl,
+        before,
+        &resp,
+        "ui",
+        &Want::Session,
+        "a UI call on its session",
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn with_a_service_credential_unmapped_routes_are_refused() {
+    let ctl = Controller::start();
+    let var = fresh_var("SERVICE");
+    let service = random_secret();
+    let config = Config::new().listener_with(
+        "ui",
+        &ctl.ui_url(),
+        &format!(
+            "profile = \"telegraf-controller\"\ndefault = \"deny\"\nauthorization = \"replace\"\nauthorization_env = \"{var}\"\n"
+        ),
+    );
+    let tg = Tollgate::start_with_env(config, &[(var.as_str(), service.as_str())]);
+    let agent = tg.create_token("agent").await;
+    // What the profile cannot tie to a permission would otherwise run with the service
+    // credential's rights on any valid token.
+    for (method, path) in [
+        (Method::GET, "/api/me"),
+        (Method::OPTIONS, "/api/users"),
+        (Method::PUT, "/agents/a-1"),
+        (Method::POST, "/elsewhere"),
+    ] {
+        let what = format!("{method} {path} with an agent token under replace");
+        let before = ctl.count();
+        let resp = send(&tg, "ui", method, path, Some(&agent.bearer())).await;
+        check(&ctl, before, &resp, "ui", &Want::Denied, &what);
+    }
+    // Mapped routes still work, with the service credential upstream.
+    let got = expect(
+        &ctl,
+        &tg,
+        "ui",
+        Method::GET,
+        "/api/configs/c-1/toml",
+        Some(&agent.bearer()),
+        &Want::Forwarded,
+    )
+    .await
+    .expect("forwarded");
+    assert_eq!(got.header("authorization"), vec![bearer(&service).as_str()]);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn method_overrides_are_dropped_where_the_method_chose_the_permission() {
+    let (ctl, tg) = start("", "");
+    let writer = token(&tg, "users-writer", &["users:write"]).await;
+    let before = ctl.count();
+    let resp = tg
+        .proxy_send(
+            "ui",
+            Method::POST,
+            "/api/users/7",
+            &[
+                ("authorization", &writer.bearer()),
+                ("x-http-method-override", "DELETE"),
+                ("x-http-method", "DELETE"),
+                ("x-method-override", "DELETE"),
+            ],
+            "{}",
+        )
+        .await;
+    let got = check(
+        &ctl,
+        before,
+        &resp,
+        "ui",
+        &Want::Forwarded,
+        "POST with overrides",
+    )
+    .expect("forwarded");
+    for name in [
+        "x-http-method-override",
+        "x-http-method",
+        "x-method-override",
+    ] {
+        assert!(!got.has(name), "{name} reached the Controller");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn import_keeps_revoked_tokens_revoked_and_deleted_ones_gone() {
+    let (ctl, tg) = start("", "");
+    let revoked = random_secret();
+    let expired = random_secret();
+    let resp = import(
+        &tg,
+        json!({"tokens": [
+            {"name": "was-revoked", "token": revoked, "revoked_at": "2026-01-01T00:00:00Z"},
+            {"name": "was-expired", "token": expired, "expires_at": "2001-01-01T00:00:00Z"},
+        ]}),
+    )
+    .await;
+    assert_eq!(resp.status, StatusCode::OK, "{}", resp.text());
+    let v = resp.json();
+    assert_eq!(v["imported"].as_array().map(Vec::len), Some(1), "{v}");
+    assert_eq!(v["skipped"][0]["name"], "was-expired", "{v}");
+    let id = v["imported"][0].as_str().unwrap().to_string();
+    let record = tg.record(&id).await;
+    assert_eq!(record["status"], "revoked");
+    assert_eq!(record["revoked_at"], "2026-01-01T00:00:00Z");
+    let before = ctl.count();
+    let resp = send(
+        &tg,
+        "ui",
+        Method::GET,
+        "/api/configs/c/toml",
+        Some(&bearer(&revoked)),
+    )
+    .await;
+    check(
+        &ctl,
+        before,
+        &resp,
+        "ui",
+        &Want::Revoked,
+        "an imported revoked token",
+    );
+
+    // A deleted token cannot be brought back by importing it again.
+    let leaked = tg.create_token("leaked").await;
+    assert_eq!(tg.delete(&leaked.id).await.status, StatusCode::NO_CONTENT);
+    let resp = import(
+        &tg,
+        json!({"tokens": [{"name": "leaked-again", "token": leaked.secret}]}),
+    )
+    .await;
+    let v = resp.json();
+    assert_eq!(v["imported"], json!([]), "{v}");
+    assert_eq!(v["skipped"][0]["name"], "leaked-again");
+    let before = ctl.count();
+    let resp = send(
+        &tg,
+        "ui",
+        Method::GET,
+        "/api/configs/c/toml",
+        Some(&leaked.bearer()),
+    )
+    .await;
+    assert_eq!(resp.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(ctl.count(), before);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn import_refusals_never_quote_a_secret_in_any_field() {
+    let (_ctl, tg) = start("", "");
+    let secret = random_secret();
+    for entry in [
+        json!({"name": "a", "digest": "0".repeat(64), "preset": secret}),
+        json!({"name": "a", "digest": "0".repeat(64), "permissions": [secret]}),
+        json!({"name": "a", "digest": "0".repeat(64), "expires_at": secret}),
+        json!({"name": secret, "digest": "0".repeat(64)}),
+        json!({"name": "a", "digest": "0".repeat(64), "description": format!("was {secret}")}),
+    ] {
+        let resp = import(&tg, json!({"tokens": [entry]})).await;
+        assert_eq!(resp.status, StatusCode::BAD_REQUEST, "{}", resp.text());
+        assert!(!resp.text().contains(&secret[9..]), "{}", resp.text());
+    }
+    assert!(tg.list_ids("").await.is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_large_import_fits_in_one_call() {
+    let (_ctl, tg) = start("", "");
+    // Well past the 4 MiB that other admin calls may send.
+    let tokens: Vec<Value> = (0..60_000)
+        .map(|i| json!({"name": format!("fleet-{i:05}"), "digest": sha256_hex(format!("t{i}").as_bytes())}))
+        .collect();
+    let resp = import(&tg, json!({ "tokens": tokens })).await;
+    assert_eq!(
+        resp.status,
+        StatusCode::OK,
+        "{}",
+        &resp.text()[..200.min(resp.text().len())]
+    );
+    assert_eq!(
+        resp.json()["imported"].as_array().map(Vec::len),
+        Some(60_000)
+    );
+}

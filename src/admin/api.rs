@@ -296,12 +296,19 @@ pub async fn import(
     ConnectInfo(remote): ConnectInfo<SocketAddr>,
     JsonBody(body): JsonBody<serde_json::Value>,
 ) -> Result<Response, ApiError> {
-    let entries = super::import::parse(&body, time::now()).map_err(ApiError::BadRequest)?;
+    let batch = super::import::parse(&body, time::now()).map_err(ApiError::BadRequest)?;
     // Plaintext tokens, if any, go no further than this.
     drop(body);
     let registry = state.registry.clone();
     let actor = actor(remote);
-    let outcome = blocking(move || Ok(registry.import(entries, &actor)?)).await?;
+    let entries = batch.entries;
+    let mut outcome = blocking(move || Ok(registry.import(entries, &actor)?)).await?;
+    outcome.skipped.extend(
+        batch
+            .expired
+            .into_iter()
+            .map(|name| (name, crate::store::SkipReason::Expired)),
+    );
     tracing::info!(
         imported = outcome.imported.len(),
         skipped = outcome.skipped.len(),
@@ -545,6 +552,13 @@ fn validate_name_filter(name: Option<String>) -> Result<Option<String>, ApiError
     if name.chars().any(char::is_control) {
         return Err(ApiError::BadRequest(
             "name: must not contain control characters".into(),
+        ));
+    }
+    // No token is ever stored, so a secret pasted into the search can match nothing; refused
+    // so that it travels no further (logs of proxies in between, shell history of scripts).
+    if crate::token::contains_token_prefix(&name) {
+        return Err(ApiError::BadRequest(
+            "name: looks like a token secret; search by name or id".into(),
         ));
     }
     Ok(Some(name))

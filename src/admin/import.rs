@@ -7,7 +7,7 @@
 use serde_json::{Map, Value};
 
 use crate::registry::ImportEntry;
-use crate::time::UnixSeconds;
+use crate::time::{UnixSeconds, parse_rfc3339};
 use crate::token::{DIGEST_ONLY_HINT, RawSpec, TokenDigest, TokenSecret, TokenSpec};
 
 /// The most tokens one import may carry.
@@ -21,10 +21,19 @@ const ENTRY_FIELDS: &[&str] = &[
     "permissions",
     "preset",
     "expires_at",
+    "revoked_at",
 ];
 
+/// A validated import body.
+#[derive(Debug)]
+pub struct ImportBatch {
+    pub entries: Vec<ImportEntry>,
+    /// Names of tokens left out because their expiry has passed.
+    pub expired: Vec<String>,
+}
+
 /// Validates a whole import body; the message of a refusal names the field (`tokens[3].digest`).
-pub fn parse(body: &Value, now: UnixSeconds) -> Result<Vec<ImportEntry>, String> {
+pub fn parse(body: &Value, now: UnixSeconds) -> Result<ImportBatch, String> {
     let body = body
         .as_object()
         .ok_or("the body must be a JSON object: {\"tokens\": [...]}")?;
@@ -40,13 +49,26 @@ pub fn parse(body: &Value, now: UnixSeconds) -> Result<Vec<ImportEntry>, String>
     if list.len() > MAX_IMPORT {
         return Err(format!("tokens: at most {MAX_IMPORT} in one import"));
     }
-    list.iter()
-        .enumerate()
-        .map(|(i, item)| parse_entry(&format!("tokens[{i}]"), item, now))
-        .collect()
+    let mut batch = ImportBatch {
+        entries: Vec::with_capacity(list.len()),
+        expired: Vec::new(),
+    };
+    for (i, item) in list.iter().enumerate() {
+        match parse_entry(&format!("tokens[{i}]"), item, now)? {
+            Parsed::Entry(entry) => batch.entries.push(entry),
+            Parsed::Expired(name) => batch.expired.push(name),
+        }
+    }
+    Ok(batch)
 }
 
-fn parse_entry(at: &str, item: &Value, now: UnixSeconds) -> Result<ImportEntry, String> {
+enum Parsed {
+    Entry(ImportEntry),
+    /// Valid, but past its expiry: reported as skipped, not refused.
+    Expired(String),
+}
+
+fn parse_entry(at: &str, item: &Value, now: UnixSeconds) -> Result<Parsed, String> {
     let item = item
         .as_object()
         .ok_or_else(|| format!("{at}: must be an object"))?;
@@ -83,16 +105,48 @@ fn parse_entry(at: &str, item: &Value, now: UnixSeconds) -> Result<ImportEntry, 
         ),
         Some(_) => return Err(format!("{at}.permissions: must be a list of strings")),
     };
+    let time = |key: &str| -> Result<Option<UnixSeconds>, String> {
+        text(key)?
+            .map(|t| {
+                parse_rfc3339(&t)
+                    .ok_or_else(|| format!("{at}.{key}: must be an RFC 3339 time in UTC"))
+            })
+            .transpose()
+    };
+    let expires_at = time("expires_at")?;
+    // A token revoked in the system it comes from stays revoked here.
+    let revoked_at = time("revoked_at")?;
+    let name = text("name")?.ok_or_else(|| format!("{at}.name: is required"))?;
     let raw = RawSpec {
-        name: text("name")?.ok_or_else(|| format!("{at}.name: is required"))?,
+        name: name.clone(),
         description: text("description")?,
         preset: text("preset")?,
         permissions,
-        expires_at: text("expires_at")?,
+        // Checked above; an expired token is skipped below rather than refused.
+        expires_at: None,
         expires_in: None,
     };
-    let spec = TokenSpec::validate(raw, now).map_err(|e| format!("{at}.{e}"))?;
-    Ok(ImportEntry { spec, digest, hint })
+    let mut spec = TokenSpec::validate(raw, now).map_err(|e| {
+        // These fields' messages quote the value; a secret pasted there must not come back.
+        let message = match e.field {
+            "preset" => "unknown preset (telegraf-agent)".to_owned(),
+            "permissions" => "each must be resource:action with a known resource and action \
+                              (read, write, delete or all)"
+                .to_owned(),
+            _ => e.message,
+        };
+        format!("{at}.{}: {message}", e.field)
+    })?;
+    if expires_at.is_some_and(|t| t <= now) {
+        return Ok(Parsed::Expired(name));
+    }
+    spec.expires_at = expires_at;
+    Ok(Parsed::Entry(ImportEntry {
+        spec,
+        digest,
+        hint,
+        revoked_at,
+    }))
 }
 
 /// Refuses keys other than `allowed`. A key is quoted only when short: a secret pasted as a
@@ -135,7 +189,7 @@ mod tests {
             {"name": "b", "digest": other.digest().to_hex().to_uppercase(),
              "permissions": ["configs:read"]},
         ]});
-        let entries = parse(&body, NOW).unwrap();
+        let entries = parse(&body, NOW).unwrap().entries;
         assert_eq!(entries[0].digest, secret.digest());
         assert_eq!(entries[0].hint, secret.hint());
         assert_eq!(
@@ -174,7 +228,7 @@ mod tests {
                 "tokens[0].permissions:",
             ),
             (
-                json!({"tokens": [{"name": "a", "token": s, "expires_at": "2001-01-01"}]}),
+                json!({"tokens": [{"name": "a", "token": s, "expires_at": "soon"}]}),
                 "tokens[0].expires_at:",
             ),
             (
@@ -185,10 +239,42 @@ mod tests {
                 json!({"tokens": [{"name": "a", s: s}]}),
                 "tokens[0]: unknown field",
             ),
+            (
+                json!({"tokens": [{"name": "a", "token": s, "preset": s}]}),
+                "tokens[0].preset:",
+            ),
+            (
+                json!({"tokens": [{"name": "a", "token": s, "permissions": [s]}]}),
+                "tokens[0].permissions:",
+            ),
+            (
+                json!({"tokens": [{"name": "a", "token": s, "expires_at": s}]}),
+                "tokens[0].expires_at:",
+            ),
+            (
+                json!({"tokens": [{"name": s, "digest": "0".repeat(64)}]}),
+                "tokens[0].name:",
+            ),
         ] {
             let message = parse(&body, NOW).unwrap_err();
             assert!(message.starts_with(field), "{field}: {message}");
             assert!(!message.contains(&s[9..]), "{message}");
         }
+    }
+
+    #[test]
+    fn expired_tokens_are_skipped_and_revoked_ones_stay_revoked() {
+        let (a, b) = (TokenSecret::generate(), TokenSecret::generate());
+        let body = json!({"tokens": [
+            {"name": "old", "token": a.expose(), "expires_at": "2001-01-01T00:00:00Z"},
+            {"name": "gone", "token": b.expose(), "revoked_at": "2026-01-01T00:00:00Z"},
+        ]});
+        let batch = parse(&body, NOW).unwrap();
+        assert_eq!(batch.expired, ["old"]);
+        assert_eq!(batch.entries.len(), 1);
+        assert_eq!(
+            batch.entries[0].revoked_at,
+            parse_rfc3339("2026-01-01T00:00:00Z")
+        );
     }
 }

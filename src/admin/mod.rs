@@ -30,6 +30,8 @@ use crate::time;
 
 /// The largest request body the admin API reads.
 const MAX_BODY_BYTES: usize = 4 * 1024 * 1024;
+/// The largest import body: room for `import::MAX_IMPORT` entries.
+const MAX_IMPORT_BODY_BYTES: usize = 64 * 1024 * 1024;
 
 pub struct AdminState {
     pub registry: Arc<Registry>,
@@ -42,7 +44,11 @@ pub struct AdminState {
 pub fn router(state: Arc<AdminState>) -> Router {
     let api = Router::new()
         .route("/api/v1/tokens", post(api::create).get(api::list))
-        .route("/api/v1/tokens/import", post(api::import))
+        .route(
+            "/api/v1/tokens/import",
+            // Up to MAX_IMPORT entries of a name, a digest or plaintext, and permissions.
+            post(api::import).layer(axum::extract::DefaultBodyLimit::max(MAX_IMPORT_BODY_BYTES)),
+        )
         .route("/api/v1/tokens/revoke", post(api::revoke_many))
         .route("/api/v1/tokens/delete", post(api::delete_many))
         .route(

@@ -27,6 +27,13 @@ pub const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-ho
 
 const X_REAL_IP: HeaderName = HeaderName::from_static("x-real-ip");
 
+/// Headers some frameworks read as "treat this request as another method".
+const METHOD_OVERRIDES: [HeaderName; 3] = [
+    HeaderName::from_static("x-http-method-override"),
+    HeaderName::from_static("x-http-method"),
+    HeaderName::from_static("x-method-override"),
+];
+
 const OWN_PREFIX: &[u8] = b"x-tollgate-";
 
 /// Removes hop-by-hop headers, first those that `Connection` names, then the fixed list.
@@ -47,6 +54,13 @@ pub fn remove_hop_by_hop(headers: &mut HeaderMap) {
         headers.remove(name);
     }
     headers.remove(PROXY_CONNECTION);
+}
+
+/// Removes method-override headers from a request whose route was chosen by its method.
+pub fn remove_method_overrides(headers: &mut HeaderMap) {
+    for name in METHOD_OVERRIDES {
+        headers.remove(name);
+    }
 }
 
 /// Removes every `X-Tollgate-*` header: only tollgate speaks under that name upstream.

@@ -223,7 +223,9 @@ async fn handle(
                             forward(&state, remote, None, request, Outcome::Public).await;
                         (response, outcome, None, Some(elapsed))
                     }
-                    Access::Token | Access::Require(_) if state.is_session_request(&request) => {
+                    Access::Token | Access::Require(_)
+                        if decision.sessions && state.is_session_request(&request) =>
+                    {
                         let (response, outcome, elapsed) =
                             forward(&state, remote, None, request, Outcome::Session).await;
                         (response, outcome, None, Some(elapsed))
@@ -360,6 +362,9 @@ async fn forward(
     headers::append_forwarded_for(headers, &remote.ip().to_string());
     headers.insert(headers::X_FORWARDED_PROTO, HeaderValue::from_static("http"));
     if let Some(identity) = identity {
+        // The route was chosen by the request's method; an override header would have the
+        // upstream do another one (a DELETE with only the permission to write).
+        headers::remove_method_overrides(headers);
         headers.insert(
             headers::TOKEN_ID,
             HeaderValue::from_str(identity.id.as_str()).expect("token ids are header-safe"),

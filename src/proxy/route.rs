@@ -165,6 +165,9 @@ pub struct Route {
     pub pattern: Pattern,
     pub methods: MethodSet,
     pub access: Access,
+    /// Whether a browser's session (a cookie, no token) may pass to the upstream's own login
+    /// here, when the listener allows sessions at all. Never on the agents' routes.
+    pub sessions: bool,
 }
 
 impl Route {
@@ -173,7 +176,13 @@ impl Route {
             pattern: Pattern::parse(pattern).expect("built-in patterns are valid"),
             methods,
             access,
+            sessions: false,
         }
+    }
+
+    fn with_sessions(mut self) -> Route {
+        self.sessions = true;
+        self
     }
 }
 
@@ -183,6 +192,8 @@ pub struct Decision<'a> {
     pub access: Access,
     /// The matched pattern, or `"default"`.
     pub route: &'a str,
+    /// See `Route::sessions`; false for the default.
+    pub sessions: bool,
 }
 
 /// A path that servers may read differently, refused before routing.
@@ -228,10 +239,12 @@ impl RouteTable {
                 Decision {
                     access: self.default,
                     route: "default",
+                    sessions: false,
                 },
                 |r| Decision {
                     access: r.access,
                     route: r.pattern.as_str(),
+                    sessions: r.sessions,
                 },
             );
         Ok(decision)
@@ -277,7 +290,14 @@ fn normalize(path: &str) -> Result<Cow<'_, [u8]>, BadPath> {
         }
     }
     for segment in segments_of(&path) {
-        if segment.is_empty() || segment == b"." || segment == b".." || segment.contains(&b'\\') {
+        // Servers that take `;` as the start of path parameters (Tomcat, Jetty) read `..;` as
+        // `..`: judge the part before it.
+        let before_parameters = segment.split(|&b| b == b';').next().unwrap_or(segment);
+        if segment.is_empty()
+            || before_parameters == b"."
+            || before_parameters == b".."
+            || segment.contains(&b'\\')
+        {
             return Err(BadPath);
         }
     }
@@ -296,8 +316,14 @@ fn decode_lowercase(raw: &[u8]) -> Result<Vec<u8>, BadPath> {
                 return Err(BadPath);
             };
             let decoded = hi << 4 | lo;
-            // A decoded separator or NUL would make a different path for whoever decodes next.
-            if matches!(decoded, b'/' | b'\\' | 0) {
+            // A decoded separator or NUL would make a different path for whoever decodes next;
+            // so would a `%` that starts another escape (`%252e`, for a server that decodes
+            // twice). Bytes beyond ASCII are refused because servers fold them differently
+            // (the Kelvin sign lower-cases to `k` in some routers); agents never send them.
+            let escapes_again = decoded == b'%'
+                && raw.get(i + 3).is_some_and(|&b| hex_value(b).is_some())
+                && raw.get(i + 4).is_some_and(|&b| hex_value(b).is_some());
+            if matches!(decoded, b'/' | b'\\' | 0) || decoded >= 0x80 || escapes_again {
                 return Err(BadPath);
             }
             out.push(decoded.to_ascii_lowercase());
@@ -341,9 +367,13 @@ impl Profile {
         }
     }
 
-    pub fn routes(self) -> Vec<Route> {
+    /// The profile's routes. `upstream_checks_tokens` is false when the upstream will not see
+    /// the client's token (`strip`, `replace`): then what the profile cannot tie to a
+    /// permission is refused rather than let through on any valid token, since the upstream
+    /// would act with the service credential's rights, or check nothing.
+    pub fn routes(self, upstream_checks_tokens: bool) -> Vec<Route> {
         match self {
-            Profile::TelegrafController => telegraf_controller_routes(),
+            Profile::TelegrafController => telegraf_controller_routes(upstream_checks_tokens),
         }
     }
 }
@@ -356,9 +386,15 @@ impl fmt::Display for Profile {
 
 /// The Controller's routes: health checks public; the agents' config fetch and heartbeat need
 /// the agent preset's permissions; `/api/RESOURCE/**` needs the permission its method implies;
-/// the login API and the web UI pass to the Controller's own session login.
-fn telegraf_controller_routes() -> Vec<Route> {
-    use Access::{Public, Require, Token};
+/// the login API and the web UI pass to the Controller's own session login. The web UI's API
+/// calls may go on its session; the agents' routes never do.
+fn telegraf_controller_routes(upstream_checks_tokens: bool) -> Vec<Route> {
+    use Access::{Public, Require};
+    let unmapped = if upstream_checks_tokens {
+        Access::Token
+    } else {
+        Access::Deny
+    };
     let read = MethodSet::of(&[Method::GET, Method::HEAD]);
     let write = MethodSet::of(&[Method::POST, Method::PUT, Method::PATCH]);
     let delete = MethodSet::of(&[Method::DELETE]);
@@ -388,16 +424,20 @@ fn telegraf_controller_routes() -> Vec<Route> {
             (write, Action::Write),
             (delete, Action::Delete),
         ] {
-            routes.push(Route::new(
-                &pattern,
-                methods,
-                Require(Permission::new(resource, action)),
-            ));
+            routes.push(
+                Route::new(
+                    &pattern,
+                    methods,
+                    Require(Permission::new(resource, action)),
+                )
+                .with_sessions(),
+            );
         }
     }
     routes.extend([
-        Route::new("/api/**", any, Token),
-        Route::new("/agents/**", any, Token),
+        // Other API paths and methods (OPTIONS, extension methods): no permission to tie them to.
+        Route::new("/api/**", any, unmapped).with_sessions(),
+        Route::new("/agents/**", any, unmapped),
         // The web UI's pages and assets; its API calls are covered above.
         Route::new("/**", read, Public),
     ]);
@@ -415,6 +455,7 @@ mod tests {
                 pattern: Pattern::parse(p).unwrap(),
                 methods: m.map_or(MethodSet::ANY, |m| MethodSet::parse(m).unwrap()),
                 access: *a,
+                sessions: false,
             })
             .collect();
         RouteTable::new(routes, default)
@@ -498,6 +539,11 @@ mod tests {
             "/api/%00",
             "/api//users",
             "//api",
+            "/health/..;/api/users",
+            "/health/.;x/api",
+            "/a/%252e%252e/b",
+            "/api/to%E2%84%AAens",
+            "/api/%c0%ae%c0%ae/users",
             "/bad%zz",
             "/bad%4",
             "*",
@@ -505,10 +551,10 @@ mod tests {
         ] {
             assert_eq!(access(&t, Method::GET, path), Err(BadPath), "{path:?}");
         }
-        // Encodings of harmless characters are fine, and so is a double encoding, which a
-        // server decodes once into a literal '%'.
+        // Encodings of harmless characters are fine, and so is a lone encoded '%'.
         assert_eq!(access(&t, Method::GET, "/a%20b"), Ok(Access::Public));
-        assert_eq!(access(&t, Method::GET, "/a/%252e%252e"), Ok(Access::Public));
+        assert_eq!(access(&t, Method::GET, "/100%25"), Ok(Access::Public));
+        assert_eq!(access(&t, Method::GET, "/a;v=1/b"), Ok(Access::Public));
     }
 
     #[test]
@@ -533,7 +579,7 @@ mod tests {
 
     #[test]
     fn the_controller_profile() {
-        let t = RouteTable::new(Profile::TelegrafController.routes(), Access::Deny);
+        let t = RouteTable::new(Profile::TelegrafController.routes(true), Access::Deny);
         let cases: &[(Method, &str, Access)] = &[
             (Method::GET, "/health/live", Access::Public),
             (Method::GET, "/health/ready", Access::Public),
@@ -569,5 +615,28 @@ mod tests {
                 "{method} {path}"
             );
         }
+    }
+
+    #[test]
+    fn the_profile_without_the_clients_token_upstream_refuses_what_it_cannot_map() {
+        let t = RouteTable::new(Profile::TelegrafController.routes(false), Access::Deny);
+        assert_eq!(
+            access(&t, Method::GET, "/api/users"),
+            Ok(perm("users:read"))
+        );
+        assert_eq!(access(&t, Method::GET, "/api/me"), Ok(Access::Deny));
+        assert_eq!(access(&t, Method::OPTIONS, "/api/users"), Ok(Access::Deny));
+        assert_eq!(access(&t, Method::PUT, "/agents/x"), Ok(Access::Deny));
+    }
+
+    #[test]
+    fn sessions_pass_only_on_the_web_uis_api_routes() {
+        let t = RouteTable::new(Profile::TelegrafController.routes(true), Access::Token);
+        let sessions = |m: Method, p: &str| t.decide(&m, p).unwrap().sessions;
+        assert!(sessions(Method::GET, "/api/users"));
+        assert!(sessions(Method::POST, "/api/configs"));
+        assert!(!sessions(Method::GET, "/api/configs/1/toml"));
+        assert!(!sessions(Method::POST, "/agents/heartbeat"));
+        assert!(!sessions(Method::POST, "/elsewhere"));
     }
 }

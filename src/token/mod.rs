@@ -12,7 +12,9 @@ pub use id::TokenId;
 pub use permission::{
     Action, Permission, PermissionError, PermissionSet, Resource, TELEGRAF_AGENT,
 };
-pub use record::{NameError, TokenRecord, TokenStatus, validate_description, validate_name};
+pub use record::{
+    NameError, TokenRecord, TokenStatus, contains_token_prefix, validate_description, validate_name,
+};
 pub use secret::{
     DIGEST_ONLY_HINT, FormatError, TOKEN_PREFIX, TokenDigest, TokenSecret, digest_token_bytes,
     hint_of,

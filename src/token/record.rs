@@ -129,6 +129,15 @@ pub enum NameError {
     Control,
     #[error("must not begin or end with white space")]
     Padded,
+    /// A secret pasted into the wrong field would otherwise be stored, listed, logged and sent
+    /// upstream in `X-Tollgate-Token-Name`.
+    #[error("must not contain a token (tc-apiv1_…)")]
+    LooksLikeSecret,
+}
+
+/// Whether text carries something shaped like a token, anywhere in it.
+pub fn contains_token_prefix(text: &str) -> bool {
+    text.to_ascii_lowercase().contains(super::TOKEN_PREFIX)
 }
 
 const MAX_NAME: usize = 128;
@@ -149,6 +158,9 @@ pub fn validate_name(name: &str) -> Result<(), NameError> {
     if name.trim() != name {
         return Err(NameError::Padded);
     }
+    if contains_token_prefix(name) {
+        return Err(NameError::LooksLikeSecret);
+    }
     Ok(())
 }
 
@@ -161,6 +173,9 @@ pub fn validate_description(text: &str) -> Result<(), NameError> {
         .any(|c| c.is_control() && c != '\n' && c != '\t')
     {
         return Err(NameError::Control);
+    }
+    if contains_token_prefix(text) {
+        return Err(NameError::LooksLikeSecret);
     }
     Ok(())
 }
@@ -177,6 +192,18 @@ mod tests {
             &secret,
             1_000,
         )
+    }
+
+    #[test]
+    fn names_and_descriptions_refuse_secrets() {
+        let secret = TokenSecret::generate();
+        let pasted = format!("agent {}", secret.expose().to_uppercase());
+        assert_eq!(validate_name(&pasted), Err(NameError::LooksLikeSecret));
+        assert_eq!(
+            validate_description(&format!("for {}", secret.expose())),
+            Err(NameError::LooksLikeSecret)
+        );
+        assert_eq!(validate_name("tc-apiv1 agent"), Ok(()));
     }
 
     #[test]

@@ -4,7 +4,7 @@ import { api, describe } from "./api.js";
 import { h, replace, showError, time } from "./dom.js";
 
 const PAGE = 100;
-const ACTION_LABEL = { created: "Created", revoked: "Revoked", deleted: "Deleted" };
+const ACTION_LABEL = { created: "Created", imported: "Imported", revoked: "Revoked", deleted: "Deleted" };
 
 /** A table of audit events; shared with the token detail view. */
 export function eventsTable(events, { linkTokens = true, body = null } = {}) {
@@ -37,7 +37,7 @@ export async function render(view, ctx) {
   const more = h("button", { type: "button", id: "audit-more", hidden: true }, "Older events");
   replace(view,
     h("div", { class: "view-head" }, title),
-    h("p", { class: "muted" }, "Every token created, revoked or deleted, newest first: when, by whom (the admin client's address), and why."),
+    h("p", { class: "muted" }, "Every token created, imported, revoked or deleted, newest first: when, by whom (the admin client's address), and why."),
     error,
     eventsTable([], { body: tbody }),
     h("div", { class: "pager" }, more));

@@ -7,7 +7,8 @@ import * as create from "./create.js";
 
 const PAGE = 50;
 const ID_SHAPE = /^[0-9abcdefghjkmnpqrstvwxyz]{16}$/;
-const SECRET_SHAPE = /^\s*(bearer\s+|token\s+)?tc-apiv1_/i;
+/** Anything carrying a token, wherever it sits in what was pasted ("Authorization: Bearer …"). */
+const SECRET_SHAPE = /tc-apiv1_/i;
 
 /** The selection survives paging and filtering until a bulk action or "Clear". */
 const selection = new Map(); // id → {name, status}
