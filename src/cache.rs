@@ -14,6 +14,7 @@ use dashmap::DashMap;
 use http::HeaderValue;
 use http::header::GetAll;
 
+use crate::store::TokenView;
 use crate::time::UnixSeconds;
 use crate::token::{PermissionSet, TokenDigest, TokenId, TokenRecord, digest_token_bytes, hint_of};
 
@@ -229,12 +230,24 @@ impl TokenCache {
 
     /// Adds or replaces a token from its record (creation, revocation, a reload).
     pub fn upsert(&self, record: &TokenRecord) {
-        let fresh = Entry {
+        self.upsert_view(&TokenView {
+            digest: record.digest,
             id: record.id,
-            name: header_safe_name(&record.name).into_boxed_str(),
+            name: &record.name,
             permissions: record.permissions,
-            expires_at: record.expires_at.unwrap_or(NO_EXPIRY),
-            state: if record.revoked_at.is_some() {
+            expires_at: record.expires_at,
+            revoked: record.revoked_at.is_some(),
+        });
+    }
+
+    /// Adds or replaces a token from what the cache needs of its record.
+    pub fn upsert_view(&self, view: &TokenView<'_>) {
+        let fresh = Entry {
+            id: view.id,
+            name: header_safe_name(view.name).into_boxed_str(),
+            permissions: view.permissions,
+            expires_at: view.expires_at.unwrap_or(NO_EXPIRY),
+            state: if view.revoked {
                 State::Revoked
             } else {
                 State::Active
@@ -242,7 +255,7 @@ impl TokenCache {
             last_used: AtomicU32::new(0),
             dirty: AtomicBool::new(false),
         };
-        match self.map.entry(record.digest) {
+        match self.map.entry(view.digest) {
             dashmap::Entry::Occupied(mut slot) => {
                 let old = slot.get_mut();
                 // Keep what this process has seen of the token's use; the shard's write lock

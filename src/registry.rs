@@ -36,9 +36,7 @@ impl Registry {
         // Sized up front: growing a map of a million entries rehashes it several times over.
         let count = usize::try_from(store.token_count()?).unwrap_or(usize::MAX);
         let cache = TokenCache::with_capacity(count);
-        store.load_all(|record| {
-            cache.upsert(&record);
-        })?;
+        store.load_all(|view| cache.upsert_view(&view))?;
         Ok(Registry {
             store,
             cache: Arc::new(cache),

@@ -151,6 +151,16 @@ impl PermissionSet {
         self.0 == 0
     }
 
+    /// The set as stored: bit `Permission::slot` for each permission.
+    pub fn bits(&self) -> u64 {
+        self.0
+    }
+
+    /// The set from stored bits; `None` when a bit names no permission.
+    pub fn from_bits(bits: u64) -> Option<Self> {
+        (bits >> Permission::COUNT == 0).then_some(PermissionSet(bits))
+    }
+
     /// Whether the set grants `wanted`, directly or through `resource:all`.
     pub fn allows(&self, wanted: Permission) -> bool {
         let all = Permission::new(wanted.resource, Action::All);

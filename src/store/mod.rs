@@ -25,15 +25,19 @@ use redb::{
 use serde::{Deserialize, Serialize};
 
 use crate::time::UnixSeconds;
-use crate::token::{PermissionSet, TokenDigest, TokenId, TokenRecord, TokenStatus};
+
+mod record_codec;
+use crate::token::{TokenDigest, TokenId, TokenRecord, TokenStatus};
+pub use record_codec::TokenView;
 
 /// The layout written by this version. A file with another version is refused rather than guessed at.
-pub const SCHEMA_VERSION: u64 = 1;
+/// 1: JSON records; 2: binary records (`record_codec`). A file of schema 1 is migrated on open.
+pub const SCHEMA_VERSION: u64 = 2;
 
 /// redb's own page cache. The data path never reads the store (the token cache does), so this
 /// serves only admin calls and commits; redb's default (1 GiB) would hold a copy of every record
 /// read at start-up for no use.
-const STORE_CACHE_BYTES: usize = 32 * 1024 * 1024;
+const STORE_CACHE_BYTES: usize = 8 * 1024 * 1024;
 
 const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 const TOKENS: TableDefinition<&str, &[u8]> = TableDefinition::new("tokens");
@@ -237,6 +241,10 @@ impl Store {
             let found = meta.get(SCHEMA_KEY)?.map(|v| v.value());
             match found {
                 Some(SCHEMA_VERSION) => {}
+                Some(1) => {
+                    migrate_records_from_json(&txn)?;
+                    meta.insert(SCHEMA_KEY, SCHEMA_VERSION)?;
+                }
                 Some(found) => {
                     return Err(StoreError::UnknownSchema {
                         path: self.path.clone(),
@@ -276,12 +284,13 @@ impl Store {
         Ok(txn.open_table(TOKENS)?.len()?)
     }
 
-    pub fn load_all(&self, mut each: impl FnMut(TokenRecord)) -> Result<u64, StoreError> {
+    /// Calls `each` with what the cache needs of every token, borrowed from the stored bytes.
+    pub fn load_all(&self, mut each: impl FnMut(TokenView<'_>)) -> Result<u64, StoreError> {
         let txn = self.db.begin_read()?;
         let tokens = txn.open_table(TOKENS)?;
         for entry in tokens.iter()? {
             let (_, value) = entry?;
-            each(decode_record(value.value())?.0);
+            each(record_codec::decode_view(value.value()).map_err(StoreError::Corrupt)?);
         }
         let events = txn.open_table(EVENTS)?;
         Ok(events.last()?.map_or(0, |(k, _)| k.value()))
@@ -651,62 +660,29 @@ fn append_event(
 
 // ---- the stored forms: JSON, so that a file can be inspected and a schema change is explicit ----
 
-#[derive(Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct StoredRecord {
-    id: String,
-    /// The sequence number of the token's `created` event.
-    created_seq: u64,
-    name: String,
-    description: String,
-    digest: String,
-    hint: String,
-    permissions: Vec<String>,
-    created_at: i64,
-    expires_at: Option<i64>,
-    revoked_at: Option<i64>,
-    revoke_reason: Option<String>,
-    last_used_at: Option<i64>,
+fn encode_record(r: &TokenRecord, created_seq: u64) -> Vec<u8> {
+    record_codec::encode(r, created_seq)
 }
 
-fn encode_record(r: &TokenRecord, created_seq: u64) -> Vec<u8> {
-    let stored = StoredRecord {
-        id: r.id.to_string(),
-        created_seq,
-        name: r.name.clone(),
-        description: r.description.clone(),
-        digest: r.digest.to_hex(),
-        hint: r.hint.clone(),
-        permissions: r.permissions.to_strings(),
-        created_at: r.created_at,
-        expires_at: r.expires_at,
-        revoked_at: r.revoked_at,
-        revoke_reason: r.revoke_reason.clone(),
-        last_used_at: r.last_used_at,
-    };
-    // Strings, numbers and lists always serialise.
-    serde_json::to_vec(&stored).expect("a record serialises")
+/// Rewrites every record of a schema-1 file (JSON) in the binary form, inside the opening
+/// transaction: all or nothing.
+fn migrate_records_from_json(txn: &WriteTransaction) -> Result<(), StoreError> {
+    let mut tokens = txn.open_table(TOKENS)?;
+    let mut rewritten = Vec::new();
+    for entry in tokens.iter()? {
+        let (id, value) = entry?;
+        let (record, created_seq) =
+            record_codec::legacy::decode(value.value()).map_err(StoreError::Corrupt)?;
+        rewritten.push((id.value().to_owned(), encode_record(&record, created_seq)));
+    }
+    for (id, bytes) in rewritten {
+        tokens.insert(id.as_str(), bytes.as_slice())?;
+    }
+    Ok(())
 }
 
 fn decode_record(bytes: &[u8]) -> Result<(TokenRecord, u64), StoreError> {
-    let s: StoredRecord =
-        serde_json::from_slice(bytes).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-    let corrupt = |what: &str| StoreError::Corrupt(format!("token {}: bad {what}", s.id));
-    let record = TokenRecord {
-        id: TokenId::parse(&s.id).ok_or_else(|| corrupt("id"))?,
-        digest: TokenDigest::from_hex(&s.digest).ok_or_else(|| corrupt("digest"))?,
-        permissions: PermissionSet::parse_all(&s.permissions)
-            .map_err(|_| corrupt("permissions"))?,
-        name: s.name,
-        description: s.description,
-        hint: s.hint,
-        created_at: s.created_at,
-        expires_at: s.expires_at,
-        revoked_at: s.revoked_at,
-        revoke_reason: s.revoke_reason,
-        last_used_at: s.last_used_at,
-    };
-    Ok((record, s.created_seq))
+    record_codec::decode(bytes).map_err(StoreError::Corrupt)
 }
 
 #[derive(Serialize, Deserialize)]
@@ -787,6 +763,39 @@ mod tests {
         let err = Store::open(&path).err().unwrap();
         assert!(matches!(err, StoreError::UnknownSchema { found: 99, .. }));
         assert!(err.to_string().contains("schema version 99"), "{err}");
+        drop(dir);
+    }
+
+    #[test]
+    fn a_schema_1_file_is_migrated_on_open() {
+        let (dir, store) = open();
+        let path = store.path().to_owned();
+        let r = record("from-json", 5);
+        store.create(&r, "test").unwrap();
+        // Turn the file back into what schema 1 wrote: JSON records.
+        {
+            let txn = store.db.begin_write().unwrap();
+            txn.open_table(META).unwrap().insert(SCHEMA_KEY, 1).unwrap();
+            txn.open_table(TOKENS)
+                .unwrap()
+                .insert(
+                    r.id.as_str(),
+                    record_codec::legacy::encode(&r, 1).as_slice(),
+                )
+                .unwrap();
+            txn.commit().unwrap();
+        }
+        drop(store);
+        let store = Store::open(&path).unwrap();
+        assert_eq!(store.get(&r.id).unwrap(), Some(r.clone()));
+        let mut names = Vec::new();
+        store
+            .load_all(|view| names.push(view.name.to_owned()))
+            .unwrap();
+        assert_eq!(names, ["from-json"]);
+        let txn = store.db.begin_read().unwrap();
+        let version = txn.open_table(META).unwrap().get(SCHEMA_KEY).unwrap();
+        assert_eq!(version.map(|v| v.value()), Some(SCHEMA_VERSION));
         drop(dir);
     }
 
