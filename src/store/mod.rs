@@ -276,22 +276,47 @@ impl Store {
         Ok(())
     }
 
-    /// Calls `each` with every record, and returns the last event's sequence number: the point
-    /// from which this reader is up to date.
     /// How many tokens the store holds.
     pub fn token_count(&self) -> Result<u64, StoreError> {
         let txn = self.db.begin_read()?;
         Ok(txn.open_table(TOKENS)?.len()?)
     }
 
-    /// Calls `each` with what the cache needs of every token, borrowed from the stored bytes.
-    pub fn load_all(&self, mut each: impl FnMut(TokenView<'_>)) -> Result<u64, StoreError> {
+    /// Calls `each` with what the cache needs of every token, borrowed from the stored bytes,
+    /// and returns the last event's sequence number: the point from which this reader is up to
+    /// date. The records are read by one thread per available core, each over its own range of
+    /// ids (ids are uniformly random), all in one read transaction.
+    pub fn load_all(&self, each: impl Fn(TokenView<'_>) + Sync) -> Result<u64, StoreError> {
         let txn = self.db.begin_read()?;
         let tokens = txn.open_table(TOKENS)?;
-        for entry in tokens.iter()? {
-            let (_, value) = entry?;
-            each(record_codec::decode_view(value.value()).map_err(StoreError::Corrupt)?);
-        }
+        let parts = std::thread::available_parallelism().map_or(1, |n| n.get().min(8));
+        let bounds = TokenId::range_bounds(parts);
+        let load = |lo: Option<&str>, hi: Option<&str>| -> Result<(), StoreError> {
+            let range = match (lo, hi) {
+                (None, None) => tokens.iter()?,
+                (None, Some(hi)) => tokens.range(..hi)?,
+                (Some(lo), None) => tokens.range(lo..)?,
+                (Some(lo), Some(hi)) => tokens.range(lo..hi)?,
+            };
+            for entry in range {
+                let (_, value) = entry?;
+                each(record_codec::decode_view(value.value()).map_err(StoreError::Corrupt)?);
+            }
+            Ok(())
+        };
+        std::thread::scope(|scope| {
+            let workers: Vec<_> = (0..parts)
+                .map(|i| {
+                    let lo = i.checked_sub(1).map(|j| bounds[j].as_str());
+                    let hi = bounds.get(i).map(String::as_str);
+                    scope.spawn(move || load(lo, hi))
+                })
+                .collect();
+            workers.into_iter().try_for_each(|w| {
+                w.join()
+                    .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+            })
+        })?;
         let events = txn.open_table(EVENTS)?;
         Ok(events.last()?.map_or(0, |(k, _)| k.value()))
     }
@@ -767,6 +792,24 @@ mod tests {
     }
 
     #[test]
+    fn loading_in_parallel_sees_every_token_once() {
+        let (_dir, store) = open();
+        let records: Vec<TokenRecord> = (0..500).map(|i| record(&format!("t{i}"), i)).collect();
+        store.import(&records, "test").unwrap();
+        let seen = std::sync::Mutex::new(Vec::new());
+        store
+            .load_all(|view| seen.lock().unwrap().push(view.id))
+            .unwrap();
+        let mut seen = seen.into_inner().unwrap();
+        seen.sort();
+        let mut want: Vec<TokenId> = records.iter().map(|r| r.id).collect();
+        want.sort();
+        assert_eq!(seen, want);
+        assert_eq!(TokenId::range_bounds(1), Vec::<String>::new());
+        assert_eq!(TokenId::range_bounds(2), ["g"]);
+    }
+
+    #[test]
     fn a_schema_1_file_is_migrated_on_open() {
         let (dir, store) = open();
         let path = store.path().to_owned();
@@ -788,11 +831,11 @@ mod tests {
         drop(store);
         let store = Store::open(&path).unwrap();
         assert_eq!(store.get(&r.id).unwrap(), Some(r.clone()));
-        let mut names = Vec::new();
+        let names = std::sync::Mutex::new(Vec::new());
         store
-            .load_all(|view| names.push(view.name.to_owned()))
+            .load_all(|view| names.lock().unwrap().push(view.name.to_owned()))
             .unwrap();
-        assert_eq!(names, ["from-json"]);
+        assert_eq!(names.into_inner().unwrap(), ["from-json"]);
         let txn = store.db.begin_read().unwrap();
         let version = txn.open_table(META).unwrap().get(SCHEMA_KEY).unwrap();
         assert_eq!(version.map(|v| v.value()), Some(SCHEMA_VERSION));
@@ -846,9 +889,13 @@ mod tests {
         assert_eq!(outcome.events.len(), 1);
         assert_eq!(outcome.events[0].action, EventAction::Imported);
         assert_eq!(store.get(&fresh.id).unwrap(), Some(fresh));
-        let mut loaded = 0;
-        store.load_all(|_| loaded += 1).unwrap();
-        assert_eq!(loaded, 2);
+        let loaded = std::sync::atomic::AtomicUsize::new(0);
+        store
+            .load_all(|_| {
+                loaded.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            })
+            .unwrap();
+        assert_eq!(loaded.into_inner(), 2);
 
         // A deleted token stays deleted.
         store.delete(&[stored.id], "ops", 3).unwrap();
@@ -905,9 +952,13 @@ mod tests {
         let outcome = store.delete(&[a.id, a.id], "test", 3).unwrap();
         assert_eq!(outcome.deleted.len(), 1);
         assert_eq!(store.get(&a.id).unwrap(), None);
-        let mut seen = 0;
-        store.load_all(|_| seen += 1).unwrap();
-        assert_eq!(seen, 0);
+        let seen = std::sync::atomic::AtomicUsize::new(0);
+        store
+            .load_all(|_| {
+                seen.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            })
+            .unwrap();
+        assert_eq!(seen.into_inner(), 0);
         let txn = store.db.begin_read().unwrap();
         assert!(
             txn.open_table(DIGESTS)

@@ -17,6 +17,17 @@ impl TokenId {
         TokenId(random.map(|b| ALPHABET[usize::from(b & 31)]))
     }
 
+    /// `parts - 1` ids (as key strings) that cut the id space into `parts` ranges of about
+    /// equal size, in order: ids are uniformly random, so the ranges hold about as many each.
+    pub fn range_bounds(parts: usize) -> Vec<String> {
+        (1..parts.max(1))
+            .map(|i| {
+                let first = ALPHABET[i * ALPHABET.len() / parts];
+                String::from(first as char)
+            })
+            .collect()
+    }
+
     /// Accepts only what `generate` can produce.
     pub fn parse(s: &str) -> Option<Self> {
         let bytes: [u8; ID_LEN] = s.as_bytes().try_into().ok()?;
