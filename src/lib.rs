@@ -9,9 +9,10 @@
 //! - [`cache`]: the in-memory index keyed by digest and [`cache::TokenCache::decide`], the whole
 //!   hot check from `Authorization` header to verdict.
 //! - [`registry`]: write-through changes: commit to the store, then update the cache, then reply.
-//! - [`proxy`]: the data path: listeners, authentication, header hygiene, forwarding.
+//! - [`proxy`]: the data path: listeners, routes, authentication, header hygiene, forwarding.
 //! - [`admin`]: the admin listener: JSON API, the web page, health, readiness, metrics.
-//! - [`server`]: start-up in a fixed order and shutdown in one path.
+//! - [`server`]: start-up in a fixed order and shutdown in one path; [`limits`] raises the
+//!   open-file limit first.
 //! - [`cli`]: the command line; `token` and `audit` are clients of the admin API.
 
 #![forbid(unsafe_code)]
@@ -20,6 +21,7 @@ pub mod admin;
 pub mod cache;
 pub mod cli;
 pub mod config;
+pub mod limits;
 pub mod logging;
 pub mod metrics;
 pub mod proxy;

@@ -45,6 +45,22 @@ pub struct Running {
 
 /// Opens the store, loads the cache, binds every listener and starts serving.
 pub async fn start(config: &Config) -> Result<Running, ServerError> {
+    let open_files = crate::limits::raise_open_files();
+    // Each client connection may hold an upstream connection too.
+    let wanted: u64 = config
+        .listeners
+        .iter()
+        .map(|l| 2 * l.max_connections as u64)
+        .sum::<u64>()
+        + 256;
+    if let Some(limit) = open_files.filter(|&limit| limit < wanted) {
+        tracing::warn!(
+            limit,
+            wanted,
+            "the open-file limit is below what the listeners' max_connections may need; raise \
+             it (LimitNOFILE, ulimit -n) or lower max_connections"
+        );
+    }
     let store_path = config.store_path.clone();
     let token_file = config.admin.token_file.clone();
     // File and store work blocks; keep it off the async threads.
