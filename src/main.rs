@@ -5,11 +5,6 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
-/// mimalloc rather than the system allocator: the request path allocates and frees small
-/// buffers on every request, across threads (measured in the README's performance section).
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 fn main() -> ExitCode {
     let cli = tollgate::cli::Cli::parse();
     match tollgate::cli::run(cli) {
