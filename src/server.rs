@@ -31,6 +31,8 @@ pub enum ServerError {
     },
     #[error("start-up failed: the blocking pool is gone")]
     Startup,
+    #[error("cannot start the admin thread")]
+    AdminThread(#[source] std::io::Error),
 }
 
 /// A started server: bound, loaded and ready.
@@ -121,7 +123,12 @@ pub async fn start(config: &Config) -> Result<Running, ServerError> {
         credential,
         ready: ready.clone(),
     });
-    tasks.spawn(admin::serve(admin_tcp, admin_state, stop_rx.clone(), grace));
+    tasks.spawn(serve_admin_on_own_thread(
+        admin_tcp,
+        admin_state,
+        stop_rx.clone(),
+        grace,
+    )?);
     tasks.spawn(flush_last_used(
         registry.clone(),
         metrics.clone(),
@@ -162,6 +169,42 @@ impl Running {
         }
         tracing::info!("stopped");
     }
+}
+
+/// Serves the admin API on a thread and runtime of its own. Under full proxy load, the data
+/// path's connections fill the main runtime's queues; an operator's revoke must not wait behind
+/// them (its reply is what tells the operator the token is refused from now on). The returned
+/// future ends when the admin server has stopped.
+fn serve_admin_on_own_thread(
+    tcp: TcpListener,
+    state: Arc<AdminState>,
+    stop: watch::Receiver<bool>,
+    grace: Duration,
+) -> Result<impl Future<Output = ()> + Send + 'static, ServerError> {
+    let std_listener = tcp.into_std().map_err(ServerError::AdminThread)?;
+    let (done_tx, done_rx) = tokio::sync::oneshot::channel::<()>();
+    std::thread::Builder::new()
+        .name("tollgate-admin".into())
+        .spawn(move || {
+            let served = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .and_then(|runtime| {
+                    runtime.block_on(async move {
+                        let tcp = TcpListener::from_std(std_listener)?;
+                        admin::serve(tcp, state, stop, grace).await;
+                        Ok(())
+                    })
+                });
+            if let Err(e) = served {
+                tracing::error!(error = %e, "the admin server could not run");
+            }
+            let _ = done_tx.send(());
+        })
+        .map_err(ServerError::AdminThread)?;
+    Ok(async move {
+        let _ = done_rx.await;
+    })
 }
 
 async fn bind(name: &str, addr: SocketAddr) -> Result<TcpListener, ServerError> {

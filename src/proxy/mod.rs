@@ -33,6 +33,7 @@ use crate::cache::{Identity, TokenCache, Verdict, presented_hint};
 use crate::config::{ListenerConfig, Upstream, UpstreamAuthorization};
 use crate::metrics::{ListenerMetrics, Outcome};
 use crate::time;
+use crate::token::Permission;
 
 pub use respond::ProxyBody;
 use route::{Access, BadPath, RouteTable};
@@ -208,66 +209,31 @@ async fn handle(
 
     let mut route = "-";
     let mut required = None;
-    let (response, outcome, identity, upstream_time) =
-        match state.routes.decide(request.method(), request.uri().path()) {
-            Err(BadPath) => (respond::bad_path(), Outcome::BadPath, None, None),
-            Ok(decision) => {
-                route = decision.route;
-                if let Access::Require(permission) = decision.access {
-                    required = Some(permission);
+    let Handled {
+        response,
+        outcome,
+        identity,
+        upstream_time,
+    } = match state.routes.decide(request.method(), request.uri().path()) {
+        Err(BadPath) => Handled::refused(respond::bad_path(), Outcome::BadPath, None),
+        Ok(decision) => {
+            route = decision.route;
+            match decision.access {
+                Access::Deny => Handled::refused(respond::forbidden(), Outcome::RouteDenied, None),
+                Access::Public => forward(&state, remote, None, request, Outcome::Public).await,
+                Access::Token | Access::Require(_)
+                    if decision.sessions && state.is_session_request(&request) =>
+                {
+                    forward(&state, remote, None, request, Outcome::Session).await
                 }
-                match decision.access {
-                    Access::Deny => (respond::forbidden(), Outcome::RouteDenied, None, None),
-                    Access::Public => {
-                        let (response, outcome, elapsed) =
-                            forward(&state, remote, None, request, Outcome::Public).await;
-                        (response, outcome, None, Some(elapsed))
-                    }
-                    Access::Token | Access::Require(_)
-                        if decision.sessions && state.is_session_request(&request) =>
-                    {
-                        let (response, outcome, elapsed) =
-                            forward(&state, remote, None, request, Outcome::Session).await;
-                        (response, outcome, None, Some(elapsed))
-                    }
-                    Access::Token | Access::Require(_) => {
-                        let verdict = state
-                            .cache
-                            .decide(request.headers().get_all(AUTHORIZATION), time::now());
-                        match verdict {
-                            Verdict::Deny(denial, identity) => (
-                                respond::denied(denial),
-                                Outcome::Denied(denial),
-                                identity,
-                                None,
-                            ),
-                            Verdict::Allow(identity) => match required {
-                                Some(permission) if !identity.permissions.allows(permission) => {
-                                    state.metrics.permission_denied(permission);
-                                    (
-                                        respond::insufficient_scope(permission),
-                                        Outcome::Permission,
-                                        Some(identity),
-                                        None,
-                                    )
-                                }
-                                _ => {
-                                    let (response, outcome, elapsed) = forward(
-                                        &state,
-                                        remote,
-                                        Some(&identity),
-                                        request,
-                                        Outcome::Forwarded,
-                                    )
-                                    .await;
-                                    (response, outcome, Some(identity), Some(elapsed))
-                                }
-                            },
-                        }
-                    }
+                Access::Token => authenticated(&state, remote, request, None).await,
+                Access::Require(permission) => {
+                    required = Some(permission);
+                    authenticated(&state, remote, request, Some(permission)).await
                 }
             }
-        };
+        }
+    };
 
     if let Some(elapsed) = upstream_time {
         state.metrics.upstream_latency(elapsed);
@@ -293,6 +259,61 @@ async fn handle(
         );
     }
     Ok(response)
+}
+
+/// How a request ended, for the metrics and the access line.
+struct Handled {
+    response: Response<ProxyBody>,
+    outcome: Outcome,
+    /// The token's owner, when a known token was presented (allowed or not).
+    identity: Option<Identity>,
+    /// Time to the upstream's response head, when the request went upstream.
+    upstream_time: Option<Duration>,
+}
+
+impl Handled {
+    fn refused(
+        response: Response<ProxyBody>,
+        outcome: Outcome,
+        identity: Option<Identity>,
+    ) -> Self {
+        Handled {
+            response,
+            outcome,
+            identity,
+            upstream_time: None,
+        }
+    }
+}
+
+/// A route that needs a valid token, and `required` when it needs a permission too: the token is
+/// judged first (401s), then the permission (403).
+async fn authenticated(
+    state: &ListenerState,
+    remote: SocketAddr,
+    request: Request<Incoming>,
+    required: Option<Permission>,
+) -> Handled {
+    let verdict = state
+        .cache
+        .decide(request.headers().get_all(AUTHORIZATION), time::now());
+    let identity = match verdict {
+        Verdict::Deny(denial, identity) => {
+            return Handled::refused(respond::denied(denial), Outcome::Denied(denial), identity);
+        }
+        Verdict::Allow(identity) => identity,
+    };
+    if let Some(permission) = required.filter(|p| !identity.permissions.allows(*p)) {
+        state.metrics.permission_denied(permission);
+        return Handled::refused(
+            respond::insufficient_scope(permission),
+            Outcome::Permission,
+            Some(identity),
+        );
+    }
+    let mut handled = forward(state, remote, Some(&identity), request, Outcome::Forwarded).await;
+    handled.identity = Some(identity);
+    handled
 }
 
 /// What an access line says about the request, taken before the request moves upstream.
@@ -322,7 +343,7 @@ async fn forward(
     identity: Option<&Identity>,
     request: Request<Incoming>,
     outcome: Outcome,
-) -> (Response<ProxyBody>, Outcome, Duration) {
+) -> Handled {
     let (mut parts, body) = request.into_parts();
     let arrived_over_h2 = parts.version == Version::HTTP_2;
 
@@ -383,16 +404,11 @@ async fn forward(
 
     let started = Instant::now();
     let sent = state.client.request(Request::from_parts(parts, body));
-    match tokio::time::timeout(state.upstream_timeout, sent).await {
+    let (response, outcome) = match tokio::time::timeout(state.upstream_timeout, sent).await {
         Ok(Ok(response)) => {
-            let elapsed = started.elapsed();
             let (mut parts, body) = response.into_parts();
             headers::remove_hop_by_hop(&mut parts.headers);
-            (
-                Response::from_parts(parts, Either::Left(body)),
-                outcome,
-                elapsed,
-            )
+            (Response::from_parts(parts, Either::Left(body)), outcome)
         }
         Ok(Err(e)) => {
             tracing::warn!(
@@ -404,7 +420,6 @@ async fn forward(
             (
                 respond::upstream_unavailable(),
                 Outcome::UpstreamUnavailable,
-                started.elapsed(),
             )
         }
         Err(_) => {
@@ -414,12 +429,14 @@ async fn forward(
                 timeout_ms = state.upstream_timeout.as_millis() as u64,
                 "upstream timed out"
             );
-            (
-                respond::upstream_timed_out(),
-                Outcome::UpstreamTimeout,
-                started.elapsed(),
-            )
+            (respond::upstream_timed_out(), Outcome::UpstreamTimeout)
         }
+    };
+    Handled {
+        response,
+        outcome,
+        identity: None,
+        upstream_time: Some(started.elapsed()),
     }
 }
 
