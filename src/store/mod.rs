@@ -375,17 +375,18 @@ impl Store {
         now: UnixSeconds,
     ) -> Result<RevokeOutcome, StoreError> {
         let mut outcome = RevokeOutcome::default();
+        let (mut revoked, mut already, mut missing) = (Vec::new(), Vec::new(), Vec::new());
         let txn = self.begin_write()?;
         {
             let mut tokens = txn.open_table(TOKENS)?;
             let mut events = txn.open_table(EVENTS)?;
-            for id in dedup(ids) {
-                let Some((mut record, created_seq)) = get_stored(&tokens, id)? else {
-                    outcome.not_found.push(*id);
+            for (position, id) in in_key_order(ids) {
+                let Some((mut record, created_seq)) = get_stored(&tokens, &id)? else {
+                    missing.push((position, id));
                     continue;
                 };
                 if !record.revoke(now, reason) {
-                    outcome.already_revoked.push(record);
+                    already.push((position, record));
                     continue;
                 }
                 tokens.insert(id.as_str(), encode_record(&record, created_seq).as_slice())?;
@@ -397,9 +398,12 @@ impl Store {
                     actor,
                     reason,
                 )?);
-                outcome.revoked.push(record);
+                revoked.push((position, record));
             }
         }
+        outcome.revoked = in_given_order(revoked);
+        outcome.already_revoked = in_given_order(already);
+        outcome.not_found = in_given_order(missing);
         if outcome.events.is_empty() {
             // Nothing changed; nothing to make durable.
             txn.abort()?;
@@ -426,9 +430,10 @@ impl Store {
             let mut created = txn.open_table(CREATED)?;
             let mut events = txn.open_table(EVENTS)?;
             let mut retired = txn.open_table(RETIRED)?;
-            for id in dedup(ids) {
-                let Some((record, created_seq)) = get_stored(&tokens, id)? else {
-                    outcome.not_found.push(*id);
+            let (mut deleted, mut missing) = (Vec::new(), Vec::new());
+            for (position, id) in in_key_order(ids) {
+                let Some((record, created_seq)) = get_stored(&tokens, &id)? else {
+                    missing.push((position, id));
                     continue;
                 };
                 tokens.remove(id.as_str())?;
@@ -439,8 +444,10 @@ impl Store {
                     append_event(&mut events, &record, EventAction::Deleted, now, actor, None)?;
                 retired.insert(record.digest.as_bytes(), event.seq)?;
                 outcome.events.push(event);
-                outcome.deleted.push(record);
+                deleted.push((position, record));
             }
+            outcome.deleted = in_given_order(deleted);
+            outcome.not_found = in_given_order(missing);
         }
         if outcome.events.is_empty() {
             txn.abort()?;
@@ -568,9 +575,24 @@ impl Store {
     }
 }
 
-fn dedup(ids: &[TokenId]) -> impl Iterator<Item = &TokenId> {
-    let mut seen = std::collections::HashSet::new();
-    ids.iter().filter(move |id| seen.insert(**id))
+/// The ids once each, in key order, so that a bulk change visits each page of the records' B-tree
+/// once; each with the position of its first occurrence, to report results in the order given.
+fn in_key_order(ids: &[TokenId]) -> Vec<(usize, TokenId)> {
+    let mut seen = std::collections::HashSet::with_capacity(ids.len());
+    let mut ordered: Vec<(usize, TokenId)> = ids
+        .iter()
+        .enumerate()
+        .filter(|(_, id)| seen.insert(**id))
+        .map(|(position, id)| (position, *id))
+        .collect();
+    // Ids sort as their key strings do.
+    ordered.sort_unstable_by_key(|(_, id)| *id);
+    ordered
+}
+
+fn in_given_order<T>(mut items: Vec<(usize, T)>) -> Vec<T> {
+    items.sort_unstable_by_key(|(position, _)| *position);
+    items.into_iter().map(|(_, item)| item).collect()
 }
 
 fn get_record(
