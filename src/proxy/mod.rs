@@ -252,7 +252,7 @@ async fn handle(
             route,
             required = required.map(tracing::field::display),
             token_id = identity.as_ref().map_or("-", |i| i.id.as_str()),
-            token_name = identity.as_ref().and_then(|i| i.name.to_str().ok()),
+            token_name = identity.as_ref().map(|i| i.name.as_str()),
             hint = fields.hint,
             upstream_ms = upstream_time.map(|t| t.as_secs_f64() * 1000.0),
             "access"
@@ -390,7 +390,10 @@ async fn forward(
             headers::TOKEN_ID,
             HeaderValue::from_str(identity.id.as_str()).expect("token ids are header-safe"),
         );
-        headers.insert(headers::TOKEN_NAME, identity.name.clone());
+        // Names are kept header-safe (visible ASCII and spaces), so this only copies.
+        if let Ok(name) = HeaderValue::from_str(identity.name.as_str()) {
+            headers.insert(headers::TOKEN_NAME, name);
+        }
         match &state.authorization {
             UpstreamAuthorization::Forward => {}
             UpstreamAuthorization::Strip => {
