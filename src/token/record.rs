@@ -56,19 +56,7 @@ impl TokenRecord {
         secret: &TokenSecret,
         created_at: UnixSeconds,
     ) -> Self {
-        TokenRecord {
-            id,
-            name: spec.name,
-            description: spec.description,
-            digest: secret.digest(),
-            hint: secret.hint(),
-            permissions: spec.permissions,
-            created_at,
-            expires_at: spec.expires_at,
-            revoked_at: None,
-            revoke_reason: None,
-            last_used_at: None,
-        }
+        TokenRecord::imported(id, spec, secret.digest(), secret.hint(), created_at)
     }
 
     /// A record for a token that exists elsewhere already (moved from the Controller), known
