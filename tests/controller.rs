@@ -443,19 +443,6 @@ fn wait_access(tg: &Tollgate, what: &str, pred: impl Fn(&Value) -> bool) -> Valu
     found.expect("set when the wait ends")
 }
 
-/// The strings of a JSON array, in order.
-fn strings(v: &Value) -> Vec<String> {
-    v.as_array()
-        .unwrap_or_else(|| panic!("expected an array, got {v}"))
-        .iter()
-        .map(|s| {
-            s.as_str()
-                .unwrap_or_else(|| panic!("expected strings, got {s}"))
-                .to_string()
-        })
-        .collect()
-}
-
 /// The hint that logs and records show for a well-formed token: the prefix, an ellipsis, and the
 /// last four characters.
 fn hint_of(secret: &str) -> String {

@@ -11,7 +11,6 @@
 //! `/api/auth/../users` could match a public `/api/auth/**` here and reach `/api/users` upstream.
 
 use std::borrow::Cow;
-use std::fmt;
 use std::sync::Arc;
 
 use http::Method;
@@ -361,12 +360,6 @@ impl Profile {
         }
     }
 
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Profile::TelegrafController => "telegraf-controller",
-        }
-    }
-
     /// The profile's routes. `upstream_checks_tokens` is false when the upstream will not see
     /// the client's token (`strip`, `replace`): then what the profile cannot tie to a
     /// permission is refused rather than let through on any valid token, since the upstream
@@ -375,12 +368,6 @@ impl Profile {
         match self {
             Profile::TelegrafController => telegraf_controller_routes(upstream_checks_tokens),
         }
-    }
-}
-
-impl fmt::Display for Profile {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
     }
 }
 

@@ -1326,21 +1326,34 @@ impl Drop for Tollgate {
 /// Runs the built binary with `args` in `dir`, stdin null, the tollgate environment cleared, then
 /// `env` added.
 pub fn run_binary(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> CliOutput {
+    let out = binary_command(dir, args, env)
+        .stdin(Stdio::null())
+        .output()
+        .expect("run the tollgate binary");
+    CliOutput::from(out)
+}
+
+/// The built binary with `args` in `dir`, the tollgate environment cleared, then `env` added.
+fn binary_command(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_tollgate"));
     cmd.args(args)
         .current_dir(dir)
         .env_remove("TOLLGATE_CONFIG")
         .env_remove("TOLLGATE_ADMIN_URL")
-        .env_remove("TOLLGATE_ADMIN_TOKEN")
-        .stdin(Stdio::null());
+        .env_remove("TOLLGATE_ADMIN_TOKEN");
     for (k, v) in env {
         cmd.env(k, v);
     }
-    let out = cmd.output().expect("run the tollgate binary");
-    CliOutput {
-        status: out.status,
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    cmd
+}
+
+impl From<std::process::Output> for CliOutput {
+    fn from(out: std::process::Output) -> Self {
+        CliOutput {
+            status: out.status,
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        }
     }
 }
 
@@ -1391,10 +1404,9 @@ pub fn ids_of(records: &Value) -> Vec<String> {
         .collect()
 }
 
-/// The strings of a JSON array, sorted (for set comparisons).
-pub fn sorted_strings(v: &Value) -> Vec<String> {
-    let mut out: Vec<String> = v
-        .as_array()
+/// The strings of a JSON array, in order.
+pub fn strings(v: &Value) -> Vec<String> {
+    v.as_array()
         .unwrap_or_else(|| panic!("expected an array, got {v}"))
         .iter()
         .map(|s| {
@@ -1402,7 +1414,12 @@ pub fn sorted_strings(v: &Value) -> Vec<String> {
                 .unwrap_or_else(|| panic!("expected strings, got {s}"))
                 .to_string()
         })
-        .collect();
+        .collect()
+}
+
+/// The strings of a JSON array, sorted (for set comparisons).
+pub fn sorted_strings(v: &Value) -> Vec<String> {
+    let mut out = strings(v);
     out.sort();
     out
 }
@@ -1497,19 +1514,12 @@ pub fn run_binary_with_stdin(
     env: &[(&str, &str)],
     stdin: &[u8],
 ) -> CliOutput {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_tollgate"));
-    cmd.args(args)
-        .current_dir(dir)
-        .env_remove("TOLLGATE_CONFIG")
-        .env_remove("TOLLGATE_ADMIN_URL")
-        .env_remove("TOLLGATE_ADMIN_TOKEN")
+    let mut child = binary_command(dir, args, env)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    for (k, v) in env {
-        cmd.env(k, v);
-    }
-    let mut child = cmd.spawn().expect("run the tollgate binary");
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run the tollgate binary");
     let mut input = child.stdin.take().expect("stdin is piped");
     let data = stdin.to_vec();
     // A writer thread: a child that answers before reading all of its input must not block us.
@@ -1520,9 +1530,5 @@ pub fn run_binary_with_stdin(
         .wait_with_output()
         .expect("wait for the tollgate binary");
     let _ = writer.join();
-    CliOutput {
-        status: out.status,
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    }
+    CliOutput::from(out)
 }
