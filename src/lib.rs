@@ -14,6 +14,7 @@
 //! - [`server`]: start-up in a fixed order and shutdown in one path; [`limits`] raises the
 //!   open-file limit first.
 //! - [`cli`]: the command line; `token` and `audit` are clients of the admin API.
+//! - [`watch`]: wake-ups for state kept in files (config, certificates, the store).
 
 #![forbid(unsafe_code)]
 
@@ -31,6 +32,7 @@ pub mod shutdown;
 pub mod store;
 pub mod time;
 pub mod token;
+pub mod watch;
 
 /// Displays an error with its chain of sources, for log lines and the command line.
 pub struct ErrorChain<'a>(pub &'a (dyn std::error::Error + 'static));

@@ -19,8 +19,8 @@
 use std::path::{Path, PathBuf};
 
 use redb::{
-    Database, Durability, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition,
-    TableHandle, WriteTransaction,
+    ConcurrencyMode, Database, Durability, ReadableDatabase, ReadableTable, ReadableTableMetadata,
+    TableDefinition, TableHandle, WriteTransaction,
 };
 use serde::{Deserialize, Serialize};
 
@@ -208,6 +208,10 @@ impl Store {
         }
         let db = Database::builder()
             .set_cache_size(STORE_CACHE_BYTES)
+            // Several processes share the file: a server and its successor during a restart,
+            // the command line working on the file directly, a backup. One write transaction
+            // at a time across all of them; readers follow every process's commits.
+            .set_concurrency_mode(ConcurrencyMode::MultiWriter)
             .create(path)
             .map_err(|source| StoreError::Open {
                 path: path.to_owned(),

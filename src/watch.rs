@@ -1,0 +1,149 @@
+//! Wake-ups for state that lives in files: the config, certificates, the store.
+//!
+//! A watch on a file itself goes deaf after the first save-by-rename (editors, atomic writes), and
+//! Kubernetes swaps a `..data` symlink so that no event ever names the file. So [`Wakeups`] watches
+//! the *directories* that hold the files, non-recursively, and treats any event there as a hint to
+//! look again; a slow periodic tick catches what the watch misses (network filesystems, a full
+//! event queue, a watch that could not be set up at all). Whoever wakes up re-reads and compares
+//! ([`Fingerprint`]): events are hints, never a count of changes.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use notify::{EventKind, RecursiveMode, Watcher};
+use sha2::{Digest, Sha256};
+use tokio::sync::Notify;
+
+/// Wakes its owner on any change in a set of directories, and every `poll` regardless.
+pub struct Wakeups {
+    changed: Arc<Notify>,
+    poll: tokio::time::Interval,
+    // Dropping the watcher ends the watch; kept for as long as the wake-ups are wanted.
+    _watcher: Option<notify::RecommendedWatcher>,
+}
+
+impl Wakeups {
+    /// Watches `dirs` (each non-recursively). A directory that cannot be watched is named in the
+    /// log and left to the periodic tick. Must be called within a tokio runtime.
+    pub fn new(dirs: impl IntoIterator<Item = PathBuf>, poll: Duration) -> Wakeups {
+        let changed = Arc::new(Notify::new());
+        let dirs: Vec<PathBuf> = dirs.into_iter().collect();
+        let watcher = {
+            let changed = changed.clone();
+            notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
+                // Our own reads of the files must not wake us again.
+                if !matches!(event, Ok(ref e) if matches!(e.kind, EventKind::Access(_))) {
+                    // `notify_one` keeps one permit: a burst of events makes one wake-up.
+                    changed.notify_one();
+                }
+            })
+        };
+        let watcher = match watcher {
+            Ok(mut watcher) => {
+                for dir in &dirs {
+                    if let Err(e) = watcher.watch(dir, RecursiveMode::NonRecursive) {
+                        tracing::warn!(
+                            dir = %dir.display(),
+                            error = %e,
+                            poll_ms = poll.as_millis() as u64,
+                            "cannot watch the directory; changes are seen by polling only"
+                        );
+                    }
+                }
+                Some(watcher)
+            }
+            Err(e) => {
+                tracing::warn!(
+                    error = %e,
+                    poll_ms = poll.as_millis() as u64,
+                    "cannot watch files; changes are seen by polling only"
+                );
+                None
+            }
+        };
+        let mut poll = tokio::time::interval(poll);
+        poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        // The first tick of an interval is immediate; the owner has just read everything.
+        poll.reset();
+        Wakeups {
+            changed,
+            poll,
+            _watcher: watcher,
+        }
+    }
+
+    /// Waits for an event in a watched directory or the next periodic tick. After an event it
+    /// waits `settle` more, so that a burst (a rename, a symlink swap, several files replaced
+    /// one after another) is read once, when it is over.
+    pub async fn next(&mut self, settle: Duration) {
+        tokio::select! {
+            _ = self.changed.notified() => {
+                if !settle.is_zero() {
+                    tokio::time::sleep(settle).await;
+                }
+            }
+            _ = self.poll.tick() => {}
+        }
+    }
+}
+
+/// The directory to watch for a file: its parent, or the working directory for a bare name.
+pub fn dir_of(path: &Path) -> PathBuf {
+    match path.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir.to_owned(),
+        _ => PathBuf::from("."),
+    }
+}
+
+/// What a set of files held when last read, to tell a real change from an event that changed
+/// nothing (a `touch`, a rewrite with the same bytes, our own reads).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Fingerprint([u8; 32]);
+
+impl Fingerprint {
+    /// The fingerprint of contents already read, in order.
+    pub fn of<'a>(contents: impl IntoIterator<Item = &'a [u8]>) -> Fingerprint {
+        let mut hasher = Sha256::new();
+        for content in contents {
+            // Length-prefixed, so that moving bytes from one file to the next is a change.
+            hasher.update((content.len() as u64).to_le_bytes());
+            hasher.update(content);
+        }
+        Fingerprint(hasher.finalize().into())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fingerprints_tell_contents_and_their_split_apart() {
+        let a = Fingerprint::of([b"ab".as_slice(), b"c"]);
+        assert_eq!(a, Fingerprint::of([b"ab".as_slice(), b"c"]));
+        assert_ne!(a, Fingerprint::of([b"a".as_slice(), b"bc"]));
+        assert_ne!(a, Fingerprint::of([b"abc".as_slice()]));
+    }
+
+    #[test]
+    fn a_bare_file_name_is_watched_in_the_working_directory() {
+        assert_eq!(dir_of(Path::new("tollgate.toml")), PathBuf::from("."));
+        assert_eq!(
+            dir_of(Path::new("/etc/tollgate/tollgate.toml")),
+            PathBuf::from("/etc/tollgate")
+        );
+    }
+
+    #[tokio::test]
+    async fn a_rename_into_a_watched_directory_wakes_the_owner() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut wakeups = Wakeups::new([dir.path().to_owned()], Duration::from_secs(3600));
+        let staged = dir.path().join(".staged");
+        std::fs::write(&staged, b"new").unwrap();
+        std::fs::rename(&staged, dir.path().join("file")).unwrap();
+        // Without the event, the hour-long tick would make this wait forever (the test's
+        // harness timeout would fail it).
+        wakeups.next(Duration::from_millis(10)).await;
+    }
+}
