@@ -9,6 +9,10 @@
 //! - [`cache`]: the in-memory index keyed by digest and [`cache::TokenCache::decide`], the whole
 //!   hot check from `Authorization` header to verdict.
 //! - [`registry`]: write-through changes: commit to the store, then update the cache, then reply.
+//! - [`follower`]: applies to this process's cache the changes other processes commit to the
+//!   store (a server sharing the file, the command line working on it directly).
+//! - [`follower`]: applies other processes' changes to the store (a server sharing the file, the
+//!   offline command line) to this process's cache.
 //! - [`proxy`]: the data path: listeners, routes, authentication, header hygiene, forwarding.
 //! - [`admin`]: the admin listener: JSON API, the web page, health, readiness, metrics.
 //! - [`server`]: start-up in a fixed order and shutdown in one path; [`limits`] raises the
@@ -22,6 +26,7 @@ pub mod admin;
 pub mod cache;
 pub mod cli;
 pub mod config;
+pub mod follower;
 pub mod limits;
 pub mod logging;
 pub mod metrics;

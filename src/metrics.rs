@@ -5,7 +5,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use metrics::{Counter, Histogram, Key, Label, Metadata, Recorder};
+use metrics::{Counter, Gauge, Histogram, Key, Label, Metadata, Recorder};
 use metrics_exporter_prometheus::{
     Matcher, PrometheusBuilder, PrometheusHandle, PrometheusRecorder,
 };
@@ -20,6 +20,10 @@ const UPSTREAM_SECONDS: &str = "tollgate_upstream_duration_seconds";
 const REVOCATIONS: &str = "tollgate_revocations_total";
 const DELETIONS: &str = "tollgate_deletions_total";
 const TOKENS: &str = "tollgate_tokens";
+const STORE_APPLIED: &str = "tollgate_store_applied_sequence";
+const STORE_HEAD: &str = "tollgate_store_head_sequence";
+const STORE_LAG: &str = "tollgate_store_lag";
+const STORE_FOLLOWED: &str = "tollgate_store_changes_followed_total";
 
 /// Upstream latency buckets, from a loopback hop to the timeout.
 const LATENCY_BUCKETS: &[f64] = &[
@@ -105,6 +109,15 @@ pub struct Metrics {
     handle: PrometheusHandle,
     revocations: Counter,
     deletions: Counter,
+    store: StoreMetrics,
+}
+
+/// How far this process follows the store's change log.
+struct StoreMetrics {
+    applied: Gauge,
+    head: Gauge,
+    lag: Gauge,
+    followed: Counter,
 }
 
 /// One listener's handles.
@@ -149,11 +162,18 @@ impl Metrics {
         let handle = recorder.handle();
         let revocations = recorder.register_counter(&Key::from_static_name(REVOCATIONS), &METADATA);
         let deletions = recorder.register_counter(&Key::from_static_name(DELETIONS), &METADATA);
+        let store = StoreMetrics {
+            applied: recorder.register_gauge(&Key::from_static_name(STORE_APPLIED), &METADATA),
+            head: recorder.register_gauge(&Key::from_static_name(STORE_HEAD), &METADATA),
+            lag: recorder.register_gauge(&Key::from_static_name(STORE_LAG), &METADATA),
+            followed: recorder.register_counter(&Key::from_static_name(STORE_FOLLOWED), &METADATA),
+        };
         Metrics {
             recorder,
             handle,
             revocations,
             deletions,
+            store,
         }
     }
 
@@ -195,6 +215,15 @@ impl Metrics {
 
     pub fn deleted(&self, n: usize) {
         self.deletions.increment(n as u64);
+    }
+
+    /// After following the store: the last change applied, the last committed (read after
+    /// applying), the changes between them, and how many changes this pass applied.
+    pub fn store_followed(&self, applied: u64, head: u64, changes: usize) {
+        self.store.applied.set(applied as f64);
+        self.store.head.set(head as f64);
+        self.store.lag.set(head.saturating_sub(applied) as f64);
+        self.store.followed.increment(changes as u64);
     }
 
     /// Keeps histogram storage bounded when nobody scrapes.

@@ -4,10 +4,15 @@
 //!
 //! All methods block (redb commits fsync); async callers run them on the blocking pool.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use crate::cache::TokenCache;
-use crate::store::{DeleteOutcome, Event, ImportOutcome, Page, RevokeOutcome, Store, StoreError};
+use crate::store::{
+    Change, DeleteOutcome, Event, EventAction, ImportOutcome, Page, Peer, RevokeOutcome, Store,
+    StoreError,
+};
 use crate::time;
 use crate::token::{TokenDigest, TokenId, TokenRecord, TokenSecret, TokenSpec, TokenStatus};
 
@@ -26,8 +31,33 @@ pub struct Registry {
     cache: Arc<TokenCache>,
     /// Held from a commit until the cache reflects it, so that the cache applies changes in
     /// commit order (two racing changes to one token cannot land in the cache reversed). Every
-    /// writer of the store in this process goes through it.
+    /// writer of the store in this process goes through it, and so does applying other
+    /// processes' changes.
     write_order: Mutex<()>,
+    /// The sequence number of the last change in the store's log that the cache reflects.
+    applied: AtomicU64,
+    /// This process's row in the store's peers table, once it serves.
+    peer_id: Mutex<Option<String>>,
+}
+
+/// How many changes one pass of `follow` reads and applies before letting writers in.
+const FOLLOW_BATCH: usize = 10_000;
+/// A process whose heartbeat is older than this is taken for dead: nobody waits for it.
+pub const PEER_STALE: Duration = Duration::from_secs(6);
+/// How often a serving process refreshes its heartbeat.
+pub const PEER_HEARTBEAT: Duration = Duration::from_secs(2);
+/// The longest a revoke or delete waits for the other serving processes to apply it.
+const PEER_WAIT: Duration = Duration::from_secs(2);
+
+/// Whether the other processes serving from the store applied a change.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PeerWait {
+    /// No other process serves from the store.
+    Alone,
+    /// Every other serving process applied it.
+    Applied { peers: usize },
+    /// These processes had not applied it when the wait ended.
+    TimedOut { laggards: Vec<Peer> },
 }
 
 impl Registry {
@@ -36,11 +66,13 @@ impl Registry {
         // Sized up front: growing a map of a million entries rehashes it several times over.
         let count = usize::try_from(store.token_count()?).unwrap_or(usize::MAX);
         let cache = TokenCache::with_capacity(count);
-        store.load_all(|view| cache.upsert_view(&view))?;
+        let applied = store.load_all(|view| cache.upsert_view(&view))?;
         Ok(Registry {
             store,
             cache: Arc::new(cache),
             write_order: Mutex::new(()),
+            applied: AtomicU64::new(applied),
+            peer_id: Mutex::new(None),
         })
     }
 
@@ -62,8 +94,9 @@ impl Registry {
         let secret = TokenSecret::generate();
         let record = TokenRecord::issue(TokenId::generate(), spec, &secret, time::now());
         let _order = self.ordered();
-        self.store.create(&record, actor)?;
+        let event = self.store.create(&record, actor)?;
         self.cache.upsert(&record);
+        self.applied_own(std::slice::from_ref(&event));
         Ok((record, secret))
     }
 
@@ -89,6 +122,7 @@ impl Registry {
         for record in &outcome.imported {
             self.cache.upsert(record);
         }
+        self.applied_own(&outcome.events);
         Ok(outcome)
     }
 
@@ -99,23 +133,33 @@ impl Registry {
         reason: Option<&str>,
         actor: &str,
     ) -> Result<RevokeOutcome, StoreError> {
-        let _order = self.ordered();
-        let outcome = self.store.revoke(ids, reason, actor, time::now())?;
-        // The already-revoked ones too: whatever the store says is what the cache must say.
-        for record in outcome.revoked.iter().chain(&outcome.already_revoked) {
-            self.cache.upsert(record);
-        }
+        let outcome = {
+            let _order = self.ordered();
+            let outcome = self.store.revoke(ids, reason, actor, time::now())?;
+            // The already-revoked ones too: whatever the store says is what the cache must say.
+            for record in outcome.revoked.iter().chain(&outcome.already_revoked) {
+                self.cache.upsert(record);
+            }
+            self.applied_own(&outcome.events);
+            outcome
+        };
+        self.reach_peers(&outcome.events);
         Ok(outcome)
     }
 
     /// Deletes tokens in one transaction; refused from the next request on.
     pub fn delete(&self, ids: &[TokenId], actor: &str) -> Result<DeleteOutcome, StoreError> {
-        let _order = self.ordered();
-        let now = time::now();
-        let outcome = self.store.delete(ids, actor, now)?;
-        for record in &outcome.deleted {
-            self.cache.mark_deleted(&record.digest, now);
-        }
+        let outcome = {
+            let _order = self.ordered();
+            let now = time::now();
+            let outcome = self.store.delete(ids, actor, now)?;
+            for record in &outcome.deleted {
+                self.cache.mark_deleted(&record.digest, now);
+            }
+            self.applied_own(&outcome.events);
+            outcome
+        };
+        self.reach_peers(&outcome.events);
         Ok(outcome)
     }
 
@@ -166,5 +210,153 @@ impl Registry {
             record.last_used_at = Some(record.last_used_at.map_or(live, |t| t.max(live)));
         }
         record
+    }
+
+    // ---- sharing the store with other processes ----
+
+    /// The sequence number of the last change the cache reflects.
+    pub fn applied(&self) -> u64 {
+        self.applied.load(Ordering::Acquire)
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// Our own commit's events are in the cache already (write-through). When they directly
+    /// follow what was applied, the applied mark moves past them, so that following does not
+    /// read them back. (Called under `write_order`, right after the commit.)
+    fn applied_own(&self, events: &[Event]) {
+        let (Some(first), Some(last)) = (events.first(), events.last()) else {
+            return;
+        };
+        let _ = self.applied.compare_exchange(
+            first.seq - 1,
+            last.seq,
+            Ordering::AcqRel,
+            Ordering::Acquire,
+        );
+    }
+
+    /// Applies to the cache every change committed to the store since the last one applied:
+    /// other processes' changes (another server, the command line working on the file). Returns
+    /// how many changes it applied.
+    pub fn follow(&self) -> Result<usize, StoreError> {
+        let mut total = 0;
+        loop {
+            // Under the write lock: a change of our own is committed and applied whole, before
+            // or after this batch, never in between its read and its application.
+            let _order = self.ordered();
+            let after = self.applied();
+            let changes = self.store.changes_after(after, FOLLOW_BATCH)?;
+            let Some(last) = changes.last().map(|c| c.seq) else {
+                return Ok(total);
+            };
+            let now = time::now();
+            for change in &changes {
+                self.apply(change, now);
+            }
+            self.applied.store(last, Ordering::Release);
+            total += changes.len();
+            if changes.len() < FOLLOW_BATCH {
+                return Ok(total);
+            }
+        }
+    }
+
+    fn apply(&self, change: &Change, now: time::UnixSeconds) {
+        match (&change.action, &change.record) {
+            (EventAction::Deleted, _) => self.cache.mark_deleted(&change.digest, now),
+            (_, Some(record)) => self.cache.upsert(record),
+            // Deleted since: its `deleted` change comes later in the log.
+            (_, None) => {}
+        }
+    }
+
+    /// Says, in the store's peers table, that this process serves and how far it has applied
+    /// the log. Called at start, before serving, on every heartbeat and after following.
+    pub fn announce(&self, peer_id: &str) -> Result<(), StoreError> {
+        *self.peer_id.lock().unwrap_or_else(|e| e.into_inner()) = Some(peer_id.to_owned());
+        self.store.put_peer(&Peer {
+            id: peer_id.to_owned(),
+            pid: std::process::id(),
+            applied: self.applied(),
+            heartbeat_ms: time::now_millis(),
+        })
+    }
+
+    /// Removes this process's row (at a clean exit), and rows of processes long dead.
+    pub fn withdraw(&self) -> Result<(), StoreError> {
+        let Some(id) = self
+            .peer_id
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take()
+        else {
+            return Ok(());
+        };
+        let stale = time::now_millis() - 10 * PEER_STALE.as_millis() as i64;
+        self.store.remove_peer(&id, stale)
+    }
+
+    /// After a revoke or delete: waits for the other serving processes to apply it (the reply
+    /// must hold for them too). A process that does not answer in time is named in the log; the
+    /// change is committed either way, and it applies the change when it next follows.
+    fn reach_peers(&self, events: &[Event]) {
+        let Some(last) = events.last() else { return };
+        match self.wait_for_peers(last.seq) {
+            Ok(PeerWait::Alone | PeerWait::Applied { .. }) => {}
+            Ok(PeerWait::TimedOut { laggards }) => {
+                for peer in laggards {
+                    tracing::warn!(
+                        peer = %peer.id,
+                        pid = peer.pid,
+                        applied = peer.applied,
+                        change = last.seq,
+                        wait_ms = PEER_WAIT.as_millis() as u64,
+                        "another process serving from the store has not applied this change yet"
+                    );
+                }
+            }
+            Err(e) => tracing::warn!(
+                error = %crate::ErrorChain(&e),
+                "cannot tell whether the other processes serving from the store applied this change"
+            ),
+        }
+    }
+
+    /// Waits until every other live process serving from the store has applied the change
+    /// `seq`, for at most `PEER_WAIT`. This is what makes a revoke reply hold for the whole
+    /// fleet on one file: its requests are refused everywhere once the reply is sent.
+    pub fn wait_for_peers(&self, seq: u64) -> Result<PeerWait, StoreError> {
+        let me = self
+            .peer_id
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        let started = Instant::now();
+        let mut pause = Duration::from_micros(100);
+        loop {
+            let now_ms = time::now_millis();
+            let live: Vec<Peer> = self
+                .store
+                .peers()?
+                .into_iter()
+                .filter(|p| Some(&p.id) != me.as_ref())
+                .filter(|p| p.heartbeat_ms >= now_ms - PEER_STALE.as_millis() as i64)
+                .collect();
+            if live.is_empty() {
+                return Ok(PeerWait::Alone);
+            }
+            let laggards: Vec<Peer> = live.iter().filter(|p| p.applied < seq).cloned().collect();
+            if laggards.is_empty() {
+                return Ok(PeerWait::Applied { peers: live.len() });
+            }
+            if started.elapsed() >= PEER_WAIT {
+                return Ok(PeerWait::TimedOut { laggards });
+            }
+            std::thread::sleep(pause);
+            pause = (pause * 2).min(Duration::from_millis(2));
+        }
     }
 }

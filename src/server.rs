@@ -6,12 +6,13 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpSocket};
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
 use crate::admin::{self, AdminCredential, AdminState, CredentialError};
 use crate::config::Config;
+use crate::follower;
 use crate::metrics::Metrics;
 use crate::proxy::{self, ListenerState};
 use crate::registry::Registry;
@@ -43,6 +44,8 @@ pub struct Running {
     ready: Arc<AtomicBool>,
     stop: watch::Sender<bool>,
     tasks: JoinSet<()>,
+    stop_following: watch::Sender<bool>,
+    following: tokio::task::JoinHandle<()>,
 }
 
 /// Opens the store, loads the cache, binds every listener and starts serving.
@@ -75,6 +78,16 @@ pub async fn start(config: &Config) -> Result<Running, ServerError> {
     .await
     .map_err(|_| ServerError::Startup)??;
     let registry = Arc::new(registry);
+    let metrics = Arc::new(Metrics::new());
+    // Join the processes serving from this store before serving: from here on, a revoke
+    // committed by another process waits for this one to apply it.
+    let peer_id = new_peer_id();
+    {
+        let (registry, metrics, peer_id) = (registry.clone(), metrics.clone(), peer_id.clone());
+        tokio::task::spawn_blocking(move || follower::join(&registry, &peer_id, &metrics))
+            .await
+            .map_err(|_| ServerError::Startup)??;
+    }
     tracing::info!(
         store = %config.store_path.display(),
         tokens = registry.cache().len(),
@@ -88,7 +101,6 @@ pub async fn start(config: &Config) -> Result<Running, ServerError> {
         );
     }
 
-    let metrics = Arc::new(Metrics::new());
     let ready = Arc::new(AtomicBool::new(false));
     let (stop, stop_rx) = watch::channel(false);
     let grace = config.shutdown_grace;
@@ -96,10 +108,10 @@ pub async fn start(config: &Config) -> Result<Running, ServerError> {
     // Bind everything before serving anything: a port that is taken stops the start cleanly.
     let mut bound = Vec::with_capacity(config.listeners.len());
     for listener in &config.listeners {
-        let tcp = bind(&listener.name, listener.bind).await?;
+        let tcp = bind(&listener.name, listener.bind)?;
         bound.push((listener, tcp));
     }
-    let admin_tcp = bind("admin", config.admin.bind).await?;
+    let admin_tcp = bind("admin", config.admin.bind)?;
     let admin_addr = local_addr(&admin_tcp, config.admin.bind);
 
     let mut tasks = JoinSet::new();
@@ -135,6 +147,16 @@ pub async fn start(config: &Config) -> Result<Running, ServerError> {
         config.last_used_flush,
         stop_rx,
     ));
+    // The follower outlives the listeners: while they drain, they still answer requests, and
+    // other processes' revokes must still reach them.
+    let (stop_following, following_rx) = watch::channel(false);
+    let following = {
+        let (registry, metrics, path) =
+            (registry.clone(), metrics.clone(), config.store_path.clone());
+        tokio::spawn(
+            async move { follower::run(registry, metrics, &path, peer_id, following_rx).await },
+        )
+    };
 
     ready.store(true, Ordering::Release);
     tracing::info!(admin = %admin_addr, "ready");
@@ -145,6 +167,8 @@ pub async fn start(config: &Config) -> Result<Running, ServerError> {
         ready,
         stop,
         tasks,
+        stop_following,
+        following,
     })
 }
 
@@ -161,6 +185,8 @@ impl Running {
         self.ready.store(false, Ordering::Release);
         self.stop.send_replace(true);
         while self.tasks.join_next().await.is_some() {}
+        self.stop_following.send_replace(true);
+        let _ = self.following.await;
         let registry = self.registry.clone();
         match tokio::task::spawn_blocking(move || registry.flush_last_used()).await {
             Ok(Ok(_)) => {}
@@ -207,14 +233,43 @@ fn serve_admin_on_own_thread(
     })
 }
 
-async fn bind(name: &str, addr: SocketAddr) -> Result<TcpListener, ServerError> {
-    TcpListener::bind(addr)
-        .await
-        .map_err(|source| ServerError::Bind {
-            listener: name.to_owned(),
-            addr,
-            source,
-        })
+/// Binds with SO_REUSEPORT, so that a new process can bind the same ports while this one
+/// still serves them (a restart without a dropped request; the kernel spreads new connections
+/// over both until this one closes its sockets).
+fn bind(name: &str, addr: SocketAddr) -> Result<TcpListener, ServerError> {
+    reuse_port_listener(addr).map_err(|source| ServerError::Bind {
+        listener: name.to_owned(),
+        addr,
+        source,
+    })
+}
+
+fn reuse_port_listener(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    let socket = if addr.is_ipv4() {
+        TcpSocket::new_v4()?
+    } else {
+        TcpSocket::new_v6()?
+    };
+    socket.set_reuseaddr(true)?;
+    socket.set_reuseport(true)?;
+    socket.bind(addr)?;
+    socket.listen(LISTEN_BACKLOG)
+}
+
+/// The accept queue's length; the kernel caps it at `net.core.somaxconn`.
+const LISTEN_BACKLOG: u32 = 4096;
+
+/// This process's key in the store's peers table: random per start, so that a restarted
+/// process is never taken for the one it replaces.
+fn new_peer_id() -> String {
+    let mut bytes = [0u8; 8];
+    // Without randomness the token secrets could not be made either; fall back to the pid
+    // and time, which are unique enough for a row key.
+    if getrandom::fill(&mut bytes).is_err() {
+        let fallback = (u64::from(std::process::id()) << 32) ^ crate::time::now_millis() as u64;
+        bytes = fallback.to_le_bytes();
+    }
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 fn local_addr(listener: &TcpListener, configured: SocketAddr) -> SocketAddr {

@@ -13,6 +13,14 @@ pub fn now() -> UnixSeconds {
         .map_or(0, |d| d.as_secs() as i64)
 }
 
+/// Milliseconds since the Unix epoch, for what needs finer time than records keep (process
+/// heartbeats).
+pub fn now_millis() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
 /// The latest time RFC 3339 can write with a four-digit year: 9999-12-31T23:59:59Z. Every time
 /// tollgate accepts is capped here, so every stored time can be shown.
 pub const LATEST: UnixSeconds = 253_402_300_799;

@@ -67,7 +67,8 @@ pub enum Verdict {
     Deny(Denial, Option<Identity>),
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// Ordered as a token's life runs: it only ever moves to a later state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 enum State {
     Active,
     Revoked,
@@ -262,6 +263,12 @@ impl TokenCache {
         match self.map.entry(view.digest) {
             dashmap::Entry::Occupied(mut slot) => {
                 let old = slot.get_mut();
+                // A token only moves forward (active → revoked → deleted): an update that
+                // would move it back is older news than what the cache holds, and is dropped.
+                // The revocation promise must not depend on updates arriving in order.
+                if old.state > fresh.state {
+                    return;
+                }
                 // Keep what this process has seen of the token's use; the shard's write lock
                 // is held, so no use slips in between.
                 fresh
@@ -270,9 +277,6 @@ impl TokenCache {
                 fresh
                     .dirty
                     .store(old.dirty.load(Ordering::SeqCst), Ordering::SeqCst);
-                if old.state == State::Deleted {
-                    self.tombstones.fetch_sub(1, Ordering::Relaxed);
-                }
                 *old = fresh;
             }
             dashmap::Entry::Vacant(slot) => {

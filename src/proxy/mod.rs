@@ -60,6 +60,8 @@ pub struct ListenerState {
     routes: RouteTable,
     authorization: UpstreamAuthorization,
     pass_session_cookies: bool,
+    /// Set when the listener stops: HTTP/1 answers then ask the client to reconnect.
+    draining: std::sync::atomic::AtomicBool,
 }
 
 impl ListenerState {
@@ -89,12 +91,12 @@ impl ListenerState {
             routes: config.routes.clone(),
             authorization: config.authorization.clone(),
             pass_session_cookies: config.pass_session_cookies,
+            draining: std::sync::atomic::AtomicBool::new(false),
         }
     }
 }
 
-/// Serves one listener until `shutdown` turns true, then stops accepting and gives open
-/// connections up to `grace` to finish their requests.
+/// Serves one listener until `shutdown` turns true, then drains (see `drain`).
 pub async fn serve(
     listener: TcpListener,
     state: Arc<ListenerState>,
@@ -114,29 +116,55 @@ pub async fn serve(
         .max_concurrent_streams(H2_MAX_STREAMS)
         .keep_alive_interval(H2_KEEP_ALIVE)
         .keep_alive_timeout(H2_KEEP_ALIVE);
-    let graceful = GracefulShutdown::new();
-    let slots = Arc::new(Semaphore::new(state.max_connections));
+    let connections = Connections {
+        builder,
+        graceful: GracefulShutdown::new(),
+        slots: Arc::new(Semaphore::new(state.max_connections)),
+        state,
+    };
 
     loop {
         let (permit, stream, remote) = tokio::select! {
-            accepted = accept(&listener, &slots, &state.name) => accepted,
+            accepted = accept(&listener, &connections.slots, &connections.state.name) => accepted,
             _ = shutdown.changed() => break,
         };
+        connections.serve(permit, stream, remote);
+    }
+    connections.drain(listener, grace).await;
+}
+
+/// A listener's open connections: how they are served, counted and drained.
+struct Connections {
+    builder: auto::Builder<TokioExecutor>,
+    graceful: GracefulShutdown,
+    /// One permit per open connection, up to `max_connections`.
+    slots: Arc<Semaphore>,
+    state: Arc<ListenerState>,
+}
+
+impl Connections {
+    fn serve(
+        &self,
+        permit: OwnedSemaphorePermit,
+        stream: tokio::net::TcpStream,
+        remote: SocketAddr,
+    ) {
         // Best effort: a socket that refuses it still works, only slower.
         let _ = stream.set_nodelay(true);
         let first_request = Arc::new(Notify::new());
         let service = {
-            let state = state.clone();
+            let state = self.state.clone();
             let first_request = first_request.clone();
             service_fn(move |request| {
                 first_request.notify_one();
                 handle(state.clone(), remote, request)
             })
         };
-        let connection = builder
+        let connection = self
+            .builder
             .serve_connection(TokioIo::new(stream), service)
             .into_owned();
-        let connection = graceful.watch(connection);
+        let connection = self.graceful.watch(connection);
         tokio::spawn(async move {
             let _permit = permit;
             tokio::pin!(connection);
@@ -150,15 +178,51 @@ pub async fn serve(
             log_connection_end(connection.await);
         });
     }
-    drop(listener);
-    if tokio::time::timeout(grace, graceful.shutdown())
-        .await
-        .is_err()
-    {
-        tracing::warn!(
-            listener = %state.name,
-            "grace period over; connections still open are closed at exit"
-        );
+
+    /// Stops serving without failing a request, also when a successor process already serves
+    /// the same port (SO_REUSEPORT):
+    ///
+    /// 1. Connections the kernel has completed but this process has not accepted yet are
+    ///    accepted and served: closing the socket would reset them.
+    /// 2. The socket is closed, so new connections go to the other processes on the port.
+    /// 3. For the first half of `grace`, HTTP/1 connections stay open and each one's next
+    ///    response carries `Connection: close`: a client learns to reconnect from an answer,
+    ///    never from a connection closed under a request it was sending. This phase ends as
+    ///    soon as every connection is closed.
+    /// 4. Then the remaining connections are shut down gracefully (HTTP/2 gets GOAWAY; idle
+    ///    HTTP/1 connections, idle for that whole half, are closed), and the rest of `grace`
+    ///    is what in-flight requests have left.
+    async fn drain(self, listener: TcpListener, grace: Duration) {
+        let started = Instant::now();
+        self.state
+            .draining
+            .store(true, std::sync::atomic::Ordering::Release);
+        // `timeout` polls the accept once before it looks at the (zero) deadline.
+        while let Ok(Ok((stream, remote))) =
+            tokio::time::timeout(Duration::ZERO, listener.accept()).await
+        {
+            match self.slots.clone().try_acquire_owned() {
+                Ok(permit) => self.serve(permit, stream, remote),
+                Err(_) => break,
+            }
+        }
+        drop(listener);
+
+        let all_closed = || self.slots.available_permits() == self.state.max_connections;
+        let handover = grace / 2;
+        while !all_closed() && started.elapsed() < handover {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let left = grace.saturating_sub(started.elapsed());
+        if tokio::time::timeout(left, self.graceful.shutdown())
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                listener = %self.state.name,
+                "grace period over; connections still open are closed at exit"
+            );
+        }
     }
 }
 
@@ -201,6 +265,7 @@ async fn handle(
     request: Request<Incoming>,
 ) -> Result<Response<ProxyBody>, Infallible> {
     // What the access line needs from the request, taken only when there is one to write.
+    let http1 = request.version() < Version::HTTP_2;
     let logged = state.access_log.then(|| AccessFields {
         method: request.method().clone(),
         path: request.uri().path_and_query().cloned(),
@@ -210,7 +275,7 @@ async fn handle(
     let mut route = "-";
     let mut required = None;
     let Handled {
-        response,
+        mut response,
         outcome,
         identity,
         upstream_time,
@@ -257,6 +322,13 @@ async fn handle(
             upstream_ms = upstream_time.map(|t| t.as_secs_f64() * 1000.0),
             "access"
         );
+    }
+    if http1 && state.draining.load(std::sync::atomic::Ordering::Acquire) {
+        // hyper closes the connection after this answer; the client reconnects, to the
+        // process that serves the port from now on.
+        response
+            .headers_mut()
+            .insert(http::header::CONNECTION, HeaderValue::from_static("close"));
     }
     Ok(response)
 }

@@ -12,6 +12,9 @@
 //!   the file will tail: each event carries the token's digest, which is all a cache needs to
 //!   drop a deleted token.
 //!
+//! - `peers`: the processes serving from this file and how far each has applied `events`
+//!   (`shared.rs`).
+//!
 //! Every mutation is one write transaction with immediate durability (redb's default): when a
 //! method returns `Ok`, the change is on disk. Every method blocks; async callers run them on the
 //! blocking pool.
@@ -27,8 +30,10 @@ use serde::{Deserialize, Serialize};
 use crate::time::UnixSeconds;
 
 mod record_codec;
+mod shared;
 use crate::token::{TokenDigest, TokenId, TokenRecord, TokenStatus};
 pub use record_codec::TokenView;
+pub use shared::{Change, Peer};
 
 /// The layout written by this version. A file with another version is refused rather than guessed at.
 /// 1: JSON records; 2: binary records (`record_codec`). A file of schema 1 is migrated on open.
@@ -275,6 +280,7 @@ impl Store {
             txn.open_table(CREATED)?;
             txn.open_table(EVENTS)?;
             txn.open_table(RETIRED)?;
+            txn.open_table(shared::PEERS)?;
         }
         txn.commit()?;
         Ok(())

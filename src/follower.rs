@@ -1,0 +1,92 @@
+//! Keeps this process's cache in step with the other processes writing the same store file:
+//! another server (the one a restart replaces, or its successor), the command line working on
+//! the file directly.
+//!
+//! The store's event log is the change feed. This process applies it from the last sequence
+//! number it applied, whenever something in the store's directory changes (a commit writes the
+//! file) and once a second regardless, for what a watch can miss. After applying, and on a
+//! heartbeat, it says in the store's peers table how far it has applied, so that a process that
+//! commits a revoke can wait for every other one before replying.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::watch;
+
+use crate::metrics::Metrics;
+use crate::registry::{PEER_HEARTBEAT, Registry};
+use crate::watch::{Wakeups, dir_of};
+
+/// How often the store is read even when no file event came.
+const POLL: Duration = Duration::from_secs(1);
+
+/// Joins the processes serving from the store: says so in the peers table, then catches up
+/// with every change committed since the cache was loaded. Called before the listeners serve:
+/// a process that commits a revoke from then on either sees this one in the table and waits for
+/// it, or committed before the catch-up read it.
+pub fn join(
+    registry: &Registry,
+    peer_id: &str,
+    metrics: &Metrics,
+) -> Result<(), crate::store::StoreError> {
+    registry.announce(peer_id)?;
+    let applied = registry.follow()?;
+    registry.announce(peer_id)?;
+    metrics.store_followed(registry.applied(), registry.store().head()?, applied);
+    Ok(())
+}
+
+/// Follows the store until `stop` turns true, then withdraws this process from the peers table.
+pub async fn run(
+    registry: Arc<Registry>,
+    metrics: Arc<Metrics>,
+    store_path: &Path,
+    peer_id: String,
+    mut stop: watch::Receiver<bool>,
+) {
+    let mut wakeups = Wakeups::new([dir_of(store_path)], POLL);
+    let mut heartbeat = tokio::time::interval(PEER_HEARTBEAT);
+    heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    heartbeat.reset();
+    loop {
+        // A commit is one burst of writes; no settling: the first event already finds it, and
+        // a read that comes too early is followed by the event of the commit's last write.
+        let beat = tokio::select! {
+            _ = wakeups.next(Duration::ZERO) => false,
+            _ = heartbeat.tick() => true,
+            _ = stop.changed() => break,
+        };
+        let step = {
+            let registry = registry.clone();
+            let metrics = metrics.clone();
+            let peer_id = peer_id.clone();
+            move || -> Result<(), crate::store::StoreError> {
+                let applied = registry.follow()?;
+                // Others may be waiting for this process to apply their change.
+                if applied > 0 || beat {
+                    registry.announce(&peer_id)?;
+                }
+                metrics.store_followed(registry.applied(), registry.store().head()?, applied);
+                Ok(())
+            }
+        };
+        match tokio::task::spawn_blocking(step).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::warn!(
+                error = %crate::ErrorChain(&e),
+                "cannot follow the store's changes; retrying"
+            ),
+            Err(_) => break,
+        }
+    }
+    let registry = registry.clone();
+    match tokio::task::spawn_blocking(move || registry.withdraw()).await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => tracing::warn!(
+            error = %crate::ErrorChain(&e),
+            "cannot remove this process from the store's peers table; it expires on its own"
+        ),
+        Err(_) => {}
+    }
+}
