@@ -671,6 +671,10 @@ pub struct Config {
     pub listeners: Vec<ListenerSpec>,
     /// Raw TOML for a `[server]` table's body, when not empty.
     pub server: String,
+    /// Another process's store file, to share it; by default the process's own.
+    pub store: Option<PathBuf>,
+    /// Where each listener (by name) and the admin port bind; by default a free port.
+    pub binds: HashMap<String, SocketAddr>,
 }
 
 impl Config {
@@ -701,18 +705,42 @@ impl Config {
         self
     }
 
+    /// Shares the store file of another process.
+    pub fn store(mut self, path: PathBuf) -> Config {
+        self.store = Some(path);
+        self
+    }
+
+    /// Binds the listener `name` (or the admin port, as `"admin"`) to `addr`.
+    pub fn bind(mut self, name: &str, addr: SocketAddr) -> Config {
+        self.binds.insert(name.to_string(), addr);
+        self
+    }
+
+    /// The bind address of `name`, as a TOML string.
+    fn bind_of(&self, name: &str) -> String {
+        self.binds
+            .get(name)
+            .map_or_else(|| "127.0.0.1:0".to_string(), SocketAddr::to_string)
+    }
+
     /// The TOML text for a process whose files live in `dir`.
     pub fn render(&self, dir: &Path) -> String {
         let mut out = String::new();
         writeln!(
             out,
             "[store]\npath = {:?}\n",
-            dir.join("tollgate.redb").display().to_string()
+            self.store
+                .clone()
+                .unwrap_or_else(|| dir.join("tollgate.redb"))
+                .display()
+                .to_string()
         )
         .unwrap();
         writeln!(
             out,
-            "[admin]\nbind = \"127.0.0.1:0\"\ntoken_file = {:?}\n",
+            "[admin]\nbind = {:?}\ntoken_file = {:?}\n",
+            self.bind_of("admin"),
             dir.join("admin.token").display().to_string()
         )
         .unwrap();
@@ -727,8 +755,11 @@ impl Config {
         for l in &self.listeners {
             writeln!(
                 out,
-                "[[listener]]\nname = {:?}\nbind = \"127.0.0.1:0\"\nupstream = {:?}\n{}\n",
-                l.name, l.upstream, l.extra
+                "[[listener]]\nname = {:?}\nbind = {:?}\nupstream = {:?}\n{}\n",
+                l.name,
+                self.bind_of(&l.name),
+                l.upstream,
+                l.extra
             )
             .unwrap();
         }
