@@ -35,6 +35,7 @@ pub mod registry;
 pub mod server;
 pub mod shutdown;
 pub mod store;
+pub mod systemd;
 pub mod time;
 pub mod token;
 pub mod watch;

@@ -160,6 +160,7 @@ pub async fn start(config: &Config) -> Result<Running, ServerError> {
 
     ready.store(true, Ordering::Release);
     tracing::info!(admin = %admin_addr, "ready");
+    crate::systemd::ready();
     Ok(Running {
         admin_addr,
         listener_addrs,
@@ -183,6 +184,7 @@ impl Running {
         }
         // Not ready from now on, so that load balancers stop sending while the rest drains.
         self.ready.store(false, Ordering::Release);
+        crate::systemd::stopping();
         self.stop.send_replace(true);
         while self.tasks.join_next().await.is_some() {}
         self.stop_following.send_replace(true);

@@ -275,3 +275,34 @@ async fn a_successor_takes_over_the_ports_without_a_failed_request() {
     old.assert_logs_free_of(&[&steady.secret, &doomed.secret]);
     successor.assert_logs_free_of(&[&steady.secret, &doomed.secret]);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn systemd_hears_ready_once_serving_and_stopping_at_sigterm() {
+    let up = Upstream::start();
+    let dir = tempfile::tempdir().unwrap();
+    let socket_path = dir.path().join("notify.sock");
+    let socket = std::os::unix::net::UnixDatagram::bind(&socket_path).unwrap();
+    socket
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    let text = Config::single(&up).render(dir.path());
+    let mut tg = Tollgate::try_start_in_with_env(
+        dir,
+        &text,
+        Some("adm-notify-test-token".to_string()),
+        &[("NOTIFY_SOCKET", socket_path.to_str().unwrap())],
+    )
+    .unwrap_or_else(|f| panic!("tollgate did not start: {f:#?}"));
+    let mut buf = [0u8; 256];
+    let n = socket.recv(&mut buf).unwrap();
+    assert_eq!(&buf[..n], b"READY=1");
+    // Ready means serving: the listener answers at once.
+    assert_eq!(
+        tg.proxy("api", "/health", None).await.status,
+        StatusCode::UNAUTHORIZED
+    );
+    tg.sigterm();
+    let n = socket.recv(&mut buf).unwrap();
+    assert_eq!(&buf[..n], b"STOPPING=1");
+    assert!(tg.wait_exit().success());
+}

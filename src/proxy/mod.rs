@@ -44,6 +44,9 @@ const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
 /// HTTP/2 pings find dead peers on connections that carry no traffic.
 const H2_KEEP_ALIVE: Duration = Duration::from_secs(30);
 const H2_MAX_STREAMS: u32 = 256;
+/// How long a stopping listener keeps idle HTTP/1 connections open, so that clients sending on
+/// them get an answer (with `Connection: close`) rather than a closed connection.
+const HANDOVER: Duration = Duration::from_secs(5);
 /// The largest request head accepted, per connection buffer.
 const MAX_HEADER_BYTES: usize = 64 * 1024;
 
@@ -185,13 +188,13 @@ impl Connections {
     /// 1. Connections the kernel has completed but this process has not accepted yet are
     ///    accepted and served: closing the socket would reset them.
     /// 2. The socket is closed, so new connections go to the other processes on the port.
-    /// 3. For the first half of `grace`, HTTP/1 connections stay open and each one's next
-    ///    response carries `Connection: close`: a client learns to reconnect from an answer,
-    ///    never from a connection closed under a request it was sending. This phase ends as
-    ///    soon as every connection is closed.
-    /// 4. Then the remaining connections are shut down gracefully (HTTP/2 gets GOAWAY; idle
-    ///    HTTP/1 connections, idle for that whole half, are closed), and the rest of `grace`
-    ///    is what in-flight requests have left.
+    /// 3. For `HANDOVER` (at most half of `grace`), HTTP/1 connections stay open and each
+    ///    one's next response carries `Connection: close`: a client learns to reconnect from an
+    ///    answer, never from a connection closed under a request it was sending. This phase
+    ///    ends as soon as every connection is closed.
+    /// 4. Then the remaining connections are shut down gracefully (HTTP/2 gets GOAWAY; HTTP/1
+    ///    connections idle for that whole phase are closed), and the rest of `grace` is what
+    ///    in-flight requests have left.
     async fn drain(self, listener: TcpListener, grace: Duration) {
         let started = Instant::now();
         self.state
@@ -209,7 +212,7 @@ impl Connections {
         drop(listener);
 
         let all_closed = || self.slots.available_permits() == self.state.max_connections;
-        let handover = grace / 2;
+        let handover = (grace / 2).min(HANDOVER);
         while !all_closed() && started.elapsed() < handover {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
