@@ -118,7 +118,7 @@ fn parse_unit(text: &str) -> Unit {
 }
 
 fn unit() -> Unit {
-    parse_unit(&read("deploy/systemd/tollgate.service"))
+    parse_unit(&read("deploy/systemd/tollgate@.service"))
 }
 
 /// Every assignment of `key` in `[section]`.
@@ -149,10 +149,16 @@ fn the_systemd_unit_runs_unprivileged_and_hardened() {
         value(&unit, s, "ExecStart"),
         "/usr/local/bin/tollgate serve --config /etc/tollgate/tollgate.toml"
     );
-    assert!(
-        values(&unit, s, "DynamicUser") == ["yes"]
-            || values(&unit, s, "User").iter().any(|u| u == "tollgate"),
-        "a user of its own: DynamicUser=yes or User=tollgate"
+    assert_eq!(values(&unit, s, "DynamicUser"), ["yes"], "a user of its own");
+    assert_eq!(
+        values(&unit, s, "User"),
+        ["tollgate"],
+        "one named user for every instance: only one user's sockets may share a port"
+    );
+    assert_eq!(
+        value(&unit, s, "Type"),
+        "notify",
+        "start returns once the instance serves, so an upgrade stops the old one only then"
     );
     assert!(values(&unit, s, "User").iter().all(|u| u != "root"));
     assert_eq!(value(&unit, s, "StateDirectory"), "tollgate");
