@@ -1,8 +1,9 @@
 //! The serving process, measured from outside: resident memory and start-up time by store size,
-//! revocation under load, and the memory of idle keep-alive connections.
+//! revocation under load, the memory of idle keep-alive connections, and how fast a process
+//! sharing the store applies another's changes.
 //!
 //! Run: `cargo bench --bench serving` (everything), or name parts:
-//! `cargo bench --bench serving -- memory startup revocation idle`.
+//! `cargo bench --bench serving -- memory startup revocation idle peers`.
 //!
 //! Each part starts the real `tollgate` binary (release build) on a store seeded through the
 //! library, with a small upstream in this process. Figures are printed, never asserted, except
@@ -62,6 +63,9 @@ fn main() {
     }
     if runs("idle") {
         idle_connections(upstream);
+    }
+    if runs("peers") {
+        runtime.block_on(peers_on_one_store(upstream));
     }
 }
 
@@ -254,6 +258,85 @@ fn idle_connections(upstream: SocketAddr) {
     drop(open);
 }
 
+/// Two processes on one store: how long after a change is committed (by a third writer, as the
+/// offline command line would) the second process refuses the token, and how long a revoke
+/// through one process's admin port takes when it waits for the other to apply it.
+async fn peers_on_one_store(upstream: SocketAddr) {
+    const SIZE: usize = 100_000;
+    const ROUNDS: usize = 300;
+    let seeded = tokio::task::spawn_blocking(|| Seeded::new(SIZE, 2 * ROUNDS))
+        .await
+        .expect("seed");
+    let first = seeded.start(upstream, false);
+    let second = Server::start_named(seeded.dir.path(), "second", upstream, false);
+    let store = Store::open(&seeded.dir.path().join("tollgate.redb")).expect("open the store");
+    let mut probe = connect(second.proxy).await;
+
+    // Applied lag: commit straight to the file, then ask the second process until it refuses.
+    let mut lag = Vec::with_capacity(ROUNDS);
+    for token in &seeded.known[..ROUNDS] {
+        let header = format!("Bearer {}", token.secret.expose());
+        assert_eq!(send(&mut probe, &header).await, StatusCode::OK);
+        let outcome = store
+            .revoke(&[token.id], None, "bench", 1_800_000_000)
+            .expect("revoke");
+        let committed = Instant::now();
+        assert_eq!(outcome.revoked.len(), 1);
+        while send(&mut probe, &header).await != StatusCode::UNAUTHORIZED {}
+        lag.push(committed.elapsed());
+    }
+
+    // A revoke through the first process's admin port, answered once the second applied it.
+    let admin = Admin::new(first.admin, &first.admin_token);
+    let mut round_trip = Vec::with_capacity(ROUNDS);
+    for token in &seeded.known[ROUNDS..] {
+        let started = Instant::now();
+        admin
+            .post(&format!("/api/v1/tokens/{}/revoke", token.id), "{}")
+            .await;
+        round_trip.push(started.elapsed());
+        let header = format!("Bearer {}", token.secret.expose());
+        assert_eq!(
+            send(&mut probe, &header).await,
+            StatusCode::UNAUTHORIZED,
+            "the second process accepted a token after the revoke reply"
+        );
+    }
+    lag.sort();
+    round_trip.sort();
+    let pct = |v: &[Duration], p: f64| ms(v[((v.len() as f64 * p) as usize).min(v.len() - 1)]);
+    println!();
+    println!("two processes on one store ({SIZE} tokens, {ROUNDS} changes each)");
+    println!("| measure | p50 | p99 |");
+    println!("|---|---|---|");
+    println!(
+        "| applied lag: commit by another writer → refused by the second process | {:.2} ms | {:.2} ms |",
+        pct(&lag, 0.50),
+        pct(&lag, 0.99)
+    );
+    println!(
+        "| revoke through the first process, replied once the second applied it | {:.2} ms | {:.2} ms |",
+        pct(&round_trip, 0.50),
+        pct(&round_trip, 0.99)
+    );
+}
+
+/// One request on a keep-alive connection; its status.
+async fn send(
+    sender: &mut hyper::client::conn::http1::SendRequest<Empty<Bytes>>,
+    authorization: &str,
+) -> StatusCode {
+    let request = Request::get("/probe")
+        .header("host", "bench")
+        .header("authorization", authorization)
+        .body(Empty::<Bytes>::new())
+        .expect("request");
+    let response = sender.send_request(request).await.expect("probe");
+    let status = response.status();
+    let _ = response.into_body().collect().await;
+    status
+}
+
 // ---- a seeded store and a server on it ----
 
 #[derive(Clone)]
@@ -313,9 +396,14 @@ struct Server {
 
 impl Server {
     fn start(dir: &Path, upstream: SocketAddr, access_log: bool) -> Server {
+        Server::start_named(dir, "tollgate", upstream, access_log)
+    }
+
+    /// A server whose config is `dir/{name}.toml`, on the store (and admin token) in `dir`.
+    fn start_named(dir: &Path, name: &str, upstream: SocketAddr, access_log: bool) -> Server {
         let proxy = free_port();
         let admin = free_port();
-        let config = dir.join("tollgate.toml");
+        let config = dir.join(format!("{name}.toml"));
         std::fs::write(
             &config,
             format!(

@@ -149,7 +149,11 @@ fn the_systemd_unit_runs_unprivileged_and_hardened() {
         value(&unit, s, "ExecStart"),
         "/usr/local/bin/tollgate serve --config /etc/tollgate/tollgate.toml"
     );
-    assert_eq!(values(&unit, s, "DynamicUser"), ["yes"], "a user of its own");
+    assert_eq!(
+        values(&unit, s, "DynamicUser"),
+        ["yes"],
+        "a user of its own"
+    );
     assert_eq!(
         values(&unit, s, "User"),
         ["tollgate"],
