@@ -360,3 +360,95 @@ impl Registry {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::token::TokenSpec;
+
+    /// Two registries on one file stand for two processes: what one commits, the other applies
+    /// when it follows, and not before.
+    #[test]
+    fn following_applies_what_another_writer_committed() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("tollgate.redb");
+        let writer = Registry::load(Store::open(&path).unwrap()).unwrap();
+        let reader = Registry::load(Store::open(&path).unwrap()).unwrap();
+
+        let (record, secret) = writer.create(TokenSpec::agent("agent"), "test").unwrap();
+        let header = http::HeaderValue::from_str(&format!("Bearer {}", secret.expose())).unwrap();
+        let mut headers = http::HeaderMap::new();
+        headers.insert(http::header::AUTHORIZATION, header);
+        let allowed = |registry: &Registry| {
+            matches!(
+                registry
+                    .cache()
+                    .decide(headers.get_all(http::header::AUTHORIZATION), time::now()),
+                crate::cache::Verdict::Allow(_)
+            )
+        };
+        assert!(!allowed(&reader));
+        assert_eq!(reader.follow().unwrap(), 1);
+        assert!(allowed(&reader));
+        assert_eq!(reader.applied(), writer.applied());
+
+        writer.revoke(&[record.id], None, "test").unwrap();
+        writer.delete(&[record.id], "test").unwrap();
+        assert_eq!(reader.follow().unwrap(), 2);
+        assert!(!allowed(&reader));
+        // Nothing new: nothing applied.
+        assert_eq!(reader.follow().unwrap(), 0);
+        // The writer's own changes were applied as it made them.
+        assert_eq!(writer.follow().unwrap(), 0);
+    }
+
+    #[test]
+    fn a_revoke_waits_only_for_live_peers() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("tollgate.redb");
+        let first = Registry::load(Store::open(&path).unwrap()).unwrap();
+        first.announce("first").unwrap();
+        assert_eq!(first.wait_for_peers(1).unwrap(), PeerWait::Alone);
+
+        // A peer that stopped heartbeating long ago is not waited for.
+        first
+            .store()
+            .put_peer(&Peer {
+                id: "dead".into(),
+                pid: 1,
+                applied: 0,
+                heartbeat_ms: time::now_millis() - 60_000,
+            })
+            .unwrap();
+        assert_eq!(first.wait_for_peers(1).unwrap(), PeerWait::Alone);
+
+        // A live one that has applied the change is.
+        let second = Registry::load(Store::open(&path).unwrap()).unwrap();
+        let (record, _) = first.create(TokenSpec::agent("agent"), "test").unwrap();
+        second.follow().unwrap();
+        second.announce("second").unwrap();
+        let seq = first.applied();
+        assert_eq!(
+            first.wait_for_peers(seq).unwrap(),
+            PeerWait::Applied { peers: 1 }
+        );
+        // One that has not, is named when the wait ends.
+        let revoked = first.store().revoke(&[record.id], None, "test", 1).unwrap();
+        let seq = revoked.events[0].seq;
+        match first.wait_for_peers(seq).unwrap() {
+            PeerWait::TimedOut { laggards } => assert_eq!(laggards[0].id, "second"),
+            other => panic!("expected a timeout, got {other:?}"),
+        }
+        second.withdraw().unwrap();
+        assert_eq!(first.wait_for_peers(seq).unwrap(), PeerWait::Alone);
+        // Withdrawing also clears rows long dead.
+        assert!(
+            first
+                .store()
+                .peers()
+                .unwrap()
+                .iter()
+                .all(|p| p.id == "first")
+        );
+    }
+}

@@ -495,6 +495,35 @@ mod tests {
     }
 
     #[test]
+    fn a_token_never_moves_back_to_an_earlier_state() {
+        let cache = TokenCache::new();
+        let secret = TokenSecret::generate();
+        let active = record(&secret);
+        let mut revoked = active.clone();
+        assert!(revoked.revoke(5, None));
+        let bearer = format!("Bearer {}", secret.expose());
+
+        cache.upsert(&revoked);
+        // An older read of the record, applied late, leaves it revoked.
+        cache.upsert(&active);
+        assert_eq!(
+            denial(decide(&cache, &[&bearer], 10)),
+            Some(Denial::Revoked)
+        );
+
+        cache.mark_deleted(&active.digest, 10);
+        cache.upsert(&revoked);
+        cache.upsert(&active);
+        assert_eq!(
+            denial(decide(&cache, &[&bearer], 10)),
+            Some(Denial::Deleted)
+        );
+        // The tombstone is counted once, and swept.
+        cache.sweep_tombstones(10_000, 60);
+        assert!(cache.is_empty());
+    }
+
+    #[test]
     fn states() {
         let cache = TokenCache::new();
         let secret = TokenSecret::generate();
