@@ -26,6 +26,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::time::UnixSeconds;
 
+pub mod maintenance;
 mod record_codec;
 use crate::token::{TokenDigest, TokenId, TokenRecord, TokenStatus};
 pub use record_codec::TokenView;
