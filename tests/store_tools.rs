@@ -395,7 +395,7 @@ async fn offline_answers_are_the_apis_answers() {
         .iter()
         .map(|e| e["actor"].as_str().unwrap().to_owned())
         .collect();
-    assert_eq!(actors[1], "offline:ops-alice", "{actors:?}");
+    assert_eq!(actors, ["admin@127.0.0.1", "offline:ops-alice"]);
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -731,6 +731,25 @@ fn check_reports_files_that_are_not_sound() {
     assert_op_failure(&out);
     assert!(out.stderr.contains("noise.redb"), "{out:#?}");
 
+    // A store cut short, as a copy interrupted by hand would be.
+    let whole = dir.path().join("whole.redb");
+    let tokens: Vec<Value> = (0..2_000)
+        .map(|i| json!({"name": format!("t{i}"), "digest": sha256_hex(format!("t{i}").as_bytes())}))
+        .collect();
+    offline_with_stdin(
+        dir.path(),
+        &whole,
+        &["token", "import", "-"],
+        json!({ "tokens": tokens }).to_string().as_bytes(),
+    )
+    .ok();
+    let bytes = std::fs::read(&whole).unwrap();
+    let cut = dir.path().join("cut.redb");
+    std::fs::write(&cut, &bytes[..bytes.len() / 2]).unwrap();
+    let out = store_cmd(dir.path(), &["check", path_str(&cut)]);
+    assert_eq!(out.code(), Some(1), "{out:#?}");
+    assert!(out.stderr.contains("cut.redb"), "{out:#?}");
+
     // A store of a schema this build does not know.
     let future = dir.path().join("future.redb");
     create_offline(dir.path(), &future, "a");
@@ -757,4 +776,36 @@ fn check_reports_files_that_are_not_sound() {
     );
     assert_op_failure(&out);
     assert!(!dir.path().join("copy.redb").exists());
+}
+
+#[test]
+fn a_damaged_record_is_reported_in_full_offline_and_found_by_check() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("tollgate.redb");
+    let id = create_offline(dir.path(), &store, "a")["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    {
+        let db = redb::Database::create(&store).unwrap();
+        let txn = db.begin_write().unwrap();
+        txn.open_table(redb::TableDefinition::<&str, &[u8]>::new("tokens"))
+            .unwrap()
+            .insert(id.as_str(), b"\x02garbage".as_slice())
+            .unwrap();
+        txn.commit().unwrap();
+    }
+    // There is no server log to point to: the command says what failed.
+    let out = offline(dir.path(), &store, &["token", "show", &id]);
+    assert_op_failure(&out);
+    assert!(out.stderr.contains("corrupt"), "{out:#?}");
+    assert!(!out.stderr.contains("server log"), "{out:#?}");
+
+    let out = store_cmd(dir.path(), &["check", path_str(&store)]);
+    assert_eq!(out.code(), Some(1), "{out:#?}");
+    assert!(
+        out.stdout
+            .contains(&format!("problem:  token {id}: the record does not decode")),
+        "{out:#?}"
+    );
 }
