@@ -76,6 +76,18 @@ impl Registry {
         })
     }
 
+    /// A registry over the store without loading its tokens: for the command line working on a
+    /// store file directly, where no request is ever decided and a store may hold a million
+    /// tokens. Every read and write goes to the store as usual; the cache holds only the tokens
+    /// this process changes.
+    pub fn unloaded(store: Store) -> Registry {
+        Registry {
+            store,
+            cache: Arc::new(TokenCache::new()),
+            write_order: Mutex::new(()),
+        }
+    }
+
     pub fn cache(&self) -> &Arc<TokenCache> {
         &self.cache
     }

@@ -202,13 +202,29 @@ async fn blocking<T: Send + 'static>(
     })?
 }
 
-fn actor(remote: SocketAddr) -> String {
-    format!("admin@{}", remote.ip())
+/// Who makes a change, as the audit trail records it: `admin@<client address>` for a call over
+/// the network; a caller in this process (the command line working on a store file directly)
+/// names itself by putting an `Actor` in the request's extensions, which no client can reach.
+#[derive(Debug, Clone)]
+pub struct Actor(pub String);
+
+impl<S: Send + Sync> FromRequestParts<S> for Actor {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        if let Some(actor) = parts.extensions.get::<Actor>() {
+            return Ok(actor.clone());
+        }
+        let ConnectInfo(remote) = ConnectInfo::<SocketAddr>::from_request_parts(parts, state)
+            .await
+            .map_err(|_| ApiError::Internal("no client address and no actor".into()))?;
+        Ok(Actor(format!("admin@{}", remote.ip())))
+    }
 }
 
 pub async fn create(
     State(state): State<Arc<AdminState>>,
-    ConnectInfo(remote): ConnectInfo<SocketAddr>,
+    Actor(actor): Actor,
     JsonBody(body): JsonBody<CreateBody>,
 ) -> Result<Response, ApiError> {
     let now = time::now();
@@ -226,7 +242,6 @@ pub async fn create(
         now,
     )?;
     let registry = state.registry.clone();
-    let actor = actor(remote);
     let (record, secret) = blocking(move || Ok(registry.create(spec, &actor)?)).await?;
     tracing::info!(token_id = %record.id, name = %record.name, "token created");
     #[derive(Serialize)]
@@ -293,14 +308,13 @@ pub async fn show(
 
 pub async fn import(
     State(state): State<Arc<AdminState>>,
-    ConnectInfo(remote): ConnectInfo<SocketAddr>,
+    Actor(actor): Actor,
     JsonBody(body): JsonBody<serde_json::Value>,
 ) -> Result<Response, ApiError> {
     let batch = super::import::parse(&body, time::now()).map_err(ApiError::BadRequest)?;
     // Plaintext tokens, if any, go no further than this.
     drop(body);
     let registry = state.registry.clone();
-    let actor = actor(remote);
     let entries = batch.entries;
     let mut outcome = blocking(move || Ok(registry.import(entries, &actor)?)).await?;
     outcome.skipped.extend(
@@ -340,14 +354,13 @@ pub async fn import(
 
 pub async fn revoke_one(
     State(state): State<Arc<AdminState>>,
-    ConnectInfo(remote): ConnectInfo<SocketAddr>,
+    Actor(actor): Actor,
     ApiPath(id): ApiPath<String>,
     JsonBody(body): JsonBody<RevokeBody>,
 ) -> Result<Response, ApiError> {
     let id = TokenId::parse(&id).ok_or(ApiError::NotFound("token"))?;
     let reason = validate_reason(body.reason)?;
     let registry = state.registry.clone();
-    let actor = actor(remote);
     let outcome = blocking(move || Ok(registry.revoke(&[id], reason.as_deref(), &actor)?)).await?;
     state.metrics.revoked(outcome.revoked.len());
     let record = outcome
@@ -363,13 +376,12 @@ pub async fn revoke_one(
 
 pub async fn revoke_many(
     State(state): State<Arc<AdminState>>,
-    ConnectInfo(remote): ConnectInfo<SocketAddr>,
+    Actor(actor): Actor,
     JsonBody(body): JsonBody<BulkBody>,
 ) -> Result<Response, ApiError> {
     let (ids, invalid) = parse_ids(body.ids)?;
     let reason = validate_reason(body.reason)?;
     let registry = state.registry.clone();
-    let actor = actor(remote);
     let outcome = blocking(move || Ok(registry.revoke(&ids, reason.as_deref(), &actor)?)).await?;
     state.metrics.revoked(outcome.revoked.len());
     tracing::info!(
@@ -394,12 +406,11 @@ pub async fn revoke_many(
 
 pub async fn delete_one(
     State(state): State<Arc<AdminState>>,
-    ConnectInfo(remote): ConnectInfo<SocketAddr>,
+    Actor(actor): Actor,
     ApiPath(id): ApiPath<String>,
 ) -> Result<Response, ApiError> {
     let id = TokenId::parse(&id).ok_or(ApiError::NotFound("token"))?;
     let registry = state.registry.clone();
-    let actor = actor(remote);
     let outcome = blocking(move || Ok(registry.delete(&[id], &actor)?)).await?;
     state.metrics.deleted(outcome.deleted.len());
     let record = outcome.deleted.first().ok_or(ApiError::NotFound("token"))?;
@@ -409,7 +420,7 @@ pub async fn delete_one(
 
 pub async fn delete_many(
     State(state): State<Arc<AdminState>>,
-    ConnectInfo(remote): ConnectInfo<SocketAddr>,
+    Actor(actor): Actor,
     JsonBody(body): JsonBody<BulkBody>,
 ) -> Result<Response, ApiError> {
     if body.reason.is_some() {
@@ -419,7 +430,6 @@ pub async fn delete_many(
     }
     let (ids, invalid) = parse_ids(body.ids)?;
     let registry = state.registry.clone();
-    let actor = actor(remote);
     let outcome = blocking(move || Ok(registry.delete(&ids, &actor)?)).await?;
     state.metrics.deleted(outcome.deleted.len());
     tracing::info!(

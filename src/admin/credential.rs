@@ -31,19 +31,28 @@ pub enum CredentialError {
 /// Holds only the SHA-256 of the admin token: comparing digests of equal length in constant
 /// time reveals nothing about the token through timing.
 pub struct AdminCredential {
-    digest: [u8; 32],
+    /// `None`: no token is accepted (the API served in-process, never on a socket).
+    digest: Option<[u8; 32]>,
 }
 
 impl AdminCredential {
     pub fn from_token(token: &str) -> Self {
         AdminCredential {
-            digest: Sha256::digest(token.as_bytes()).into(),
+            digest: Some(Sha256::digest(token.as_bytes()).into()),
         }
     }
 
+    /// A credential that no token matches.
+    pub fn none() -> Self {
+        AdminCredential { digest: None }
+    }
+
     pub fn verify(&self, presented: &[u8]) -> bool {
+        let Some(digest) = &self.digest else {
+            return false;
+        };
         let presented: [u8; 32] = Sha256::digest(presented).into();
-        presented.ct_eq(&self.digest).into()
+        presented.ct_eq(digest).into()
     }
 
     /// Reads the token from `path`, or, when the file does not exist, generates one and writes it

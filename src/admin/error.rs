@@ -42,8 +42,15 @@ impl From<StoreError> for ApiError {
     }
 }
 
+/// The full text of a 500's error, attached to the response for a caller in this process (the
+/// command line working on a store file, which has no server log to point to). Extensions never
+/// leave the process: a client over the network sees only the fixed message.
+#[derive(Debug, Clone)]
+pub struct InternalDetail(pub String);
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
+        let mut detail = None;
         let (status, message) = match self {
             ApiError::BadRequest(m) => (StatusCode::BAD_REQUEST, m),
             ApiError::Unauthorized => (
@@ -59,6 +66,7 @@ impl IntoResponse for ApiError {
             ApiError::Body(status, m) => (status, m),
             ApiError::Internal(chain) => {
                 tracing::error!(error = %chain, "admin request failed");
+                detail = Some(InternalDetail(chain));
                 (
                     StatusCode::INTERNAL_SERVER_ERROR,
                     "internal error; see the server log".to_owned(),
@@ -70,6 +78,9 @@ impl IntoResponse for ApiError {
             ),
         };
         let mut response = (status, Json(json!({ "error": message }))).into_response();
+        if let Some(detail) = detail {
+            response.extensions_mut().insert(detail);
+        }
         if status == StatusCode::UNAUTHORIZED {
             response.headers_mut().insert(
                 axum::http::header::WWW_AUTHENTICATE,

@@ -23,6 +23,7 @@ use tokio::sync::watch;
 
 pub use credential::{AdminCredential, CredentialError, MIN_ADMIN_TOKEN_LEN, read_token_file};
 use error::ApiError;
+pub use error::InternalDetail;
 
 use crate::metrics::Metrics;
 use crate::registry::Registry;
@@ -42,7 +43,21 @@ pub struct AdminState {
 }
 
 pub fn router(state: Arc<AdminState>) -> Router {
-    let api = Router::new()
+    let api = token_api().layer(middleware::from_fn_with_state(state.clone(), require_admin));
+    Router::new()
+        .merge(api)
+        .merge(web::routes())
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
+        .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(middleware::from_fn(no_store))
+        .with_state(state)
+}
+
+/// The token API's routes, before any credential check.
+fn token_api() -> Router<Arc<AdminState>> {
+    Router::new()
         .route("/api/v1/tokens", post(api::create).get(api::list))
         .route(
             "/api/v1/tokens/import",
@@ -59,15 +74,24 @@ pub fn router(state: Arc<AdminState>) -> Router {
         .route("/api/v1/audit", get(api::audit))
         .route("/api/{*rest}", axum::routing::any(api::api_not_found))
         .method_not_allowed_fallback(api::method_not_allowed)
-        .layer(middleware::from_fn_with_state(state.clone(), require_admin));
-    Router::new()
-        .merge(api)
-        .merge(web::routes())
-        .route("/healthz", get(healthz))
-        .route("/readyz", get(readyz))
-        .route("/metrics", get(metrics))
+}
+
+/// The token API served to a caller in this process, with no listener and no credential: the
+/// command line working on a store file directly (`--store`). The handlers, validation, statuses
+/// and JSON are the network API's own; changes are recorded in the audit trail as made by
+/// `actor`. A 500's answer carries an [`InternalDetail`] with the full error, for the caller to
+/// show (there is no server log to point to).
+pub fn in_process_api(registry: Arc<Registry>, actor: String) -> Router {
+    let state = Arc::new(AdminState {
+        registry,
+        metrics: Arc::new(Metrics::new()),
+        // Never consulted: the credential check guards the network routes only.
+        credential: AdminCredential::none(),
+        ready: Arc::new(AtomicBool::new(true)),
+    });
+    token_api()
+        .layer(axum::Extension(api::Actor(actor)))
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES))
-        .layer(middleware::from_fn(no_store))
         .with_state(state)
 }
 

@@ -16,6 +16,9 @@ pub enum ClientError {
     Unreachable { url: String, reason: String },
     #[error("the admin API answered {status}: {message}")]
     Refused { status: StatusCode, message: String },
+    /// The same refusal from the API served in this process (`--store`): its message alone.
+    #[error("{message}")]
+    RefusedHere { status: StatusCode, message: String },
     #[error("the admin API sent a body that is not JSON")]
     NotJson,
 }
@@ -23,7 +26,9 @@ pub enum ClientError {
 impl ClientError {
     pub fn status(&self) -> Option<StatusCode> {
         match self {
-            ClientError::Refused { status, .. } => Some(*status),
+            ClientError::Refused { status, .. } | ClientError::RefusedHere { status, .. } => {
+                Some(*status)
+            }
             _ => None,
         }
     }
@@ -60,15 +65,8 @@ impl AdminClient {
         body: Option<&Value>,
     ) -> Result<Value, ClientError> {
         let url = format!("{}{}", self.base, path);
-        let body = body.map_or_else(Bytes::new, |b| Bytes::from(b.to_string()));
-        let request = Request::builder()
-            .method(method)
-            .uri(&url)
-            .header(header::AUTHORIZATION, format!("Bearer {}", self.token))
-            .header(header::CONTENT_TYPE, "application/json")
-            .header(header::ACCEPT, "application/json")
-            .body(Full::new(body))
-            .map_err(|_| ClientError::BadUrl(url.clone()))?;
+        let request: Request<Full<Bytes>> =
+            json_request(method, &url, body, Some(format!("Bearer {}", self.token)))?;
         let response = self
             .http
             .request(request)
@@ -87,16 +85,43 @@ impl AdminClient {
                 reason: e.to_string(),
             })?
             .to_bytes();
-        let json: Value = if bytes.is_empty() {
-            Value::Null
-        } else {
-            serde_json::from_slice(&bytes).map_err(|_| ClientError::NotJson)?
-        };
-        if status.is_success() {
-            Ok(json)
-        } else {
-            let message = json["error"].as_str().unwrap_or("no message").to_owned();
-            Err(ClientError::Refused { status, message })
-        }
+        answer(status, &bytes)
+    }
+}
+
+/// A call to the admin API with a JSON body (none when `body` is `None`), to send over the
+/// network or to serve in this process.
+pub(super) fn json_request<B: From<String> + Default>(
+    method: Method,
+    uri: &str,
+    body: Option<&Value>,
+    authorization: Option<String>,
+) -> Result<Request<B>, ClientError> {
+    let mut builder = Request::builder()
+        .method(method)
+        .uri(uri)
+        .header(header::CONTENT_TYPE, "application/json")
+        .header(header::ACCEPT, "application/json");
+    if let Some(authorization) = authorization {
+        builder = builder.header(header::AUTHORIZATION, authorization);
+    }
+    builder
+        .body(body.map_or_else(B::default, |b| B::from(b.to_string())))
+        .map_err(|_| ClientError::BadUrl(uri.to_owned()))
+}
+
+/// An answer of the admin API: a 2xx answer gives its JSON body (`Null` when empty), anything
+/// else an error carrying the API's message.
+pub(super) fn answer(status: StatusCode, bytes: &[u8]) -> Result<Value, ClientError> {
+    let json: Value = if bytes.is_empty() {
+        Value::Null
+    } else {
+        serde_json::from_slice(bytes).map_err(|_| ClientError::NotJson)?
+    };
+    if status.is_success() {
+        Ok(json)
+    } else {
+        let message = json["error"].as_str().unwrap_or("no message").to_owned();
+        Err(ClientError::Refused { status, message })
     }
 }

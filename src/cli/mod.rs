@@ -1,8 +1,11 @@
-//! The command line: `serve`, `check-config`, and the `token` and `audit` commands, which are
-//! clients of the admin API. Arguments are parsed by clap into raw form, then checked here.
+//! The command line: `serve`, `check-config`, the `token` and `audit` commands, which are
+//! clients of the admin API (or, given `--store`, work on a store file directly), and `store`
+//! (backup and check). Arguments are parsed by clap into raw form, then checked here.
 
 mod client;
+mod local;
 mod output;
+mod store;
 
 use std::io::{BufRead, IsTerminal, Read, Write};
 use std::path::{Path, PathBuf};
@@ -36,7 +39,7 @@ pub enum Command {
     Serve,
     /// Validate the config and print it with every default filled in
     CheckConfig,
-    /// Manage tokens through the admin API
+    /// Manage tokens through the admin API, or on a store file with --store
     Token {
         #[command(flatten)]
         admin: AdminArgs,
@@ -53,13 +56,24 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Back up or check a store file
+    Store {
+        #[command(subcommand)]
+        command: store::StoreCommand,
+    },
 }
 
 #[derive(Debug, Args)]
 pub struct AdminArgs {
     /// The admin API [default: from $TOLLGATE_ADMIN_URL, else the config's admin.bind]
-    #[arg(long, global = true, env = "TOLLGATE_ADMIN_URL", value_name = "URL")]
+    // $TOLLGATE_ADMIN_URL is read where the client is made, not by clap: a variable set in the
+    // environment must not make `--store` a usage error, as the flag itself does.
+    #[arg(long, global = true, value_name = "URL")]
     pub admin_url: Option<String>,
+    /// Work on this store file directly, with no server; a server running on it applies the
+    /// change from its change log
+    #[arg(long, global = true, value_name = "PATH", conflicts_with = "admin_url")]
+    pub store: Option<PathBuf>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -142,6 +156,10 @@ pub enum CliError {
     Server(#[from] ServerError),
     #[error(transparent)]
     Client(#[from] ClientError),
+    #[error(transparent)]
+    Store(#[from] crate::store::StoreError),
+    #[error(transparent)]
+    Maintenance(#[from] crate::store::maintenance::MaintenanceError),
     #[error("{0}")]
     Failed(String),
 }
@@ -161,12 +179,53 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
             Ok(())
         }
         Command::Token { admin, command } => {
-            let client = admin_client(&config_path, admin.admin_url.as_deref())?;
-            runtime()?.block_on(token_command(&client, command))
+            // Only commands that add tokens may start a new store file.
+            let adds = matches!(
+                command,
+                TokenCommand::Create { .. } | TokenCommand::Import { .. }
+            );
+            let backend = Backend::find(&config_path, &admin, adds)?;
+            runtime()?.block_on(token_command(&backend, command))
         }
         Command::Audit { admin, limit, json } => {
-            let client = admin_client(&config_path, admin.admin_url.as_deref())?;
-            runtime()?.block_on(audit(&client, limit, json))
+            let backend = Backend::find(&config_path, &admin, false)?;
+            runtime()?.block_on(audit(&backend, limit, json))
+        }
+        Command::Store { command } => store::run(&config_path, command),
+    }
+}
+
+/// Where the `token` and `audit` commands send their calls: the admin API of a running server,
+/// or the same API served in this process over a store file (`--store`).
+enum Backend {
+    Remote(Box<AdminClient>),
+    Local(local::LocalApi),
+}
+
+impl Backend {
+    /// `may_create`: whether a missing store file may be created (`--store` only).
+    fn find(config_path: &Path, args: &AdminArgs, may_create: bool) -> Result<Backend, CliError> {
+        match &args.store {
+            Some(path) => Ok(Backend::Local(local::LocalApi::open(path, may_create)?)),
+            None => {
+                let env_url = std::env::var("TOLLGATE_ADMIN_URL")
+                    .ok()
+                    .filter(|u| !u.trim().is_empty());
+                let url = args.admin_url.as_deref().or(env_url.as_deref());
+                Ok(Backend::Remote(Box::new(admin_client(config_path, url)?)))
+            }
+        }
+    }
+
+    async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&Value>,
+    ) -> Result<Value, ClientError> {
+        match self {
+            Backend::Remote(client) => client.call(method, path, body).await,
+            Backend::Local(api) => api.call(method, path, body).await,
         }
     }
 }
@@ -230,7 +289,7 @@ fn admin_client(config_path: &Path, url: Option<&str>) -> Result<AdminClient, Cl
     Ok(AdminClient::new(&url, token)?)
 }
 
-async fn token_command(client: &AdminClient, command: TokenCommand) -> Result<(), CliError> {
+async fn token_command(client: &Backend, command: TokenCommand) -> Result<(), CliError> {
     match command {
         TokenCommand::Create {
             name,
@@ -403,7 +462,7 @@ async fn token_command(client: &AdminClient, command: TokenCommand) -> Result<()
     }
 }
 
-async fn list_all(client: &AdminClient, status: Option<&str>) -> Result<Vec<Value>, CliError> {
+async fn list_all(client: &Backend, status: Option<&str>) -> Result<Vec<Value>, CliError> {
     let mut tokens = Vec::new();
     let mut after: Option<String> = None;
     loop {
@@ -425,7 +484,7 @@ async fn list_all(client: &AdminClient, status: Option<&str>) -> Result<Vec<Valu
     }
 }
 
-async fn audit(client: &AdminClient, limit: u32, json: bool) -> Result<(), CliError> {
+async fn audit(client: &Backend, limit: u32, json: bool) -> Result<(), CliError> {
     let page = client
         .call(Method::GET, &format!("/api/v1/audit?limit={limit}"), None)
         .await?;

@@ -29,6 +29,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::time::UnixSeconds;
 
+pub mod maintenance;
 mod record_codec;
 mod shared;
 use crate::token::{TokenDigest, TokenId, TokenRecord, TokenStatus};
