@@ -25,6 +25,8 @@ mod defaults {
     pub const ACCESS_LOG: bool = true;
     pub const SHUTDOWN_GRACE: &str = "30s";
     pub const LAST_USED_FLUSH: &str = "5s";
+    /// Changes to the config file are applied as they are saved; SIGHUP reloads either way.
+    pub const WATCH_CONFIG: bool = true;
     pub const UPSTREAM_TIMEOUT: &str = "30s";
     pub const CONNECT_TIMEOUT: &str = "5s";
     /// Below the shortest keep-alive timeout in common servers (Node.js: 5 s), so that tollgate
@@ -109,6 +111,8 @@ pub struct RawServer {
     pub shutdown_grace: String,
     #[serde(default = "d_last_used_flush")]
     pub last_used_flush: String,
+    #[serde(default = "d_watch_config")]
+    pub watch_config: bool,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -184,6 +188,9 @@ fn d_shutdown_grace() -> String {
 fn d_last_used_flush() -> String {
     defaults::LAST_USED_FLUSH.into()
 }
+fn d_watch_config() -> bool {
+    defaults::WATCH_CONFIG
+}
 fn d_upstream_timeout() -> String {
     defaults::UPSTREAM_TIMEOUT.into()
 }
@@ -224,7 +231,8 @@ section_default!(RawLog {
 });
 section_default!(RawServer {
     shutdown_grace: d_shutdown_grace,
-    last_used_flush: d_last_used_flush
+    last_used_flush: d_last_used_flush,
+    watch_config: d_watch_config
 });
 
 // ---- the validated form ----
@@ -238,6 +246,8 @@ pub struct Config {
     pub log: LogConfig,
     pub shutdown_grace: Duration,
     pub last_used_flush: Duration,
+    /// Reload the config when its file changes (SIGHUP reloads either way).
+    pub watch_config: bool,
     pub listeners: Vec<ListenerConfig>,
     /// The effective raw form, defaults filled in, for `check-config`.
     pub effective: RawConfig,
@@ -488,6 +498,7 @@ impl RawConfig {
             log,
             shutdown_grace,
             last_used_flush,
+            watch_config: self.server.watch_config,
             listeners,
             effective: self,
         })

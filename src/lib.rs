@@ -18,7 +18,8 @@
 //! - [`server`]: start-up in a fixed order and shutdown in one path; [`limits`] raises the
 //!   open-file limit first.
 //! - [`cli`]: the command line; `token` and `audit` are clients of the admin API.
-//! - [`watch`]: wake-ups for state kept in files (config, certificates, the store).
+//! - [`watch`]: wake-ups for state kept in files (config, certificates, the store); [`reload`]
+//!   applies a changed config file (or SIGHUP) to the running listeners.
 
 #![forbid(unsafe_code)]
 
@@ -32,6 +33,7 @@ pub mod logging;
 pub mod metrics;
 pub mod proxy;
 pub mod registry;
+pub mod reload;
 pub mod server;
 pub mod shutdown;
 pub mod store;

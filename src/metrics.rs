@@ -24,6 +24,9 @@ const STORE_APPLIED: &str = "tollgate_store_applied_sequence";
 const STORE_HEAD: &str = "tollgate_store_head_sequence";
 const STORE_LAG: &str = "tollgate_store_lag";
 const STORE_FOLLOWED: &str = "tollgate_store_changes_followed_total";
+const CONFIG_RELOADS: &str = "tollgate_config_reloads_total";
+const CONFIG_RELOAD_OK: &str = "tollgate_config_last_reload_successful";
+const CONFIG_RELOAD_TIME: &str = "tollgate_config_last_reload_success_timestamp_seconds";
 
 /// Upstream latency buckets, from a loopback hop to the timeout.
 const LATENCY_BUCKETS: &[f64] = &[
@@ -110,6 +113,44 @@ pub struct Metrics {
     revocations: Counter,
     deletions: Counter,
     store: StoreMetrics,
+    reloads: ReloadMetrics,
+}
+
+/// How a look at a changed config file (or a SIGHUP) ended, as the `result` label says it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReloadResult {
+    /// Valid, and something in it was applied.
+    Applied,
+    /// Invalid or unreadable; the running config stays.
+    Refused,
+    /// Valid, with nothing that could be applied (comments, or only keys that need a restart).
+    Unchanged,
+}
+
+impl ReloadResult {
+    const ALL: [ReloadResult; 3] = [
+        ReloadResult::Applied,
+        ReloadResult::Refused,
+        ReloadResult::Unchanged,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ReloadResult::Applied => "applied",
+            ReloadResult::Refused => "refused",
+            ReloadResult::Unchanged => "unchanged",
+        }
+    }
+}
+
+/// The config reload handles, in the shape Prometheus gives its own.
+struct ReloadMetrics {
+    /// Indexed like `ReloadResult::ALL`.
+    results: [Counter; ReloadResult::ALL.len()],
+    /// 1 when the last look found a valid config, 0 when it was refused.
+    last_ok: Gauge,
+    /// When a valid config was last read (the start counts), in Unix seconds.
+    last_success: Gauge,
 }
 
 /// How far this process follows the store's change log.
@@ -168,12 +209,23 @@ impl Metrics {
             lag: recorder.register_gauge(&Key::from_static_name(STORE_LAG), &METADATA),
             followed: recorder.register_counter(&Key::from_static_name(STORE_FOLLOWED), &METADATA),
         };
+        let reloads = ReloadMetrics {
+            results: ReloadResult::ALL.map(|result| {
+                let key =
+                    Key::from_parts(CONFIG_RELOADS, vec![Label::new("result", result.as_str())]);
+                recorder.register_counter(&key, &METADATA)
+            }),
+            last_ok: recorder.register_gauge(&Key::from_static_name(CONFIG_RELOAD_OK), &METADATA),
+            last_success: recorder
+                .register_gauge(&Key::from_static_name(CONFIG_RELOAD_TIME), &METADATA),
+        };
         Metrics {
             recorder,
             handle,
             revocations,
             deletions,
             store,
+            reloads,
         }
     }
 
@@ -226,6 +278,25 @@ impl Metrics {
         self.store.followed.increment(changes as u64);
     }
 
+    /// The config the server started with was read at `at`.
+    pub fn config_loaded(&self, at: UnixSeconds) {
+        self.reloads.last_ok.set(1.0);
+        self.reloads.last_success.set(at as f64);
+    }
+
+    /// A config reload ended with `result` at `at`.
+    pub fn config_reload(&self, result: ReloadResult, at: UnixSeconds) {
+        let slot = ReloadResult::ALL
+            .iter()
+            .position(|r| *r == result)
+            .expect("every result is in ALL");
+        self.reloads.results[slot].increment(1);
+        match result {
+            ReloadResult::Refused => self.reloads.last_ok.set(0.0),
+            ReloadResult::Applied | ReloadResult::Unchanged => self.config_loaded(at),
+        }
+    }
+
     /// Keeps histogram storage bounded when nobody scrapes.
     pub fn upkeep(&self) {
         self.handle.run_upkeep();
@@ -265,7 +336,17 @@ mod tests {
         api.permission_denied(Permission::parse("users:read").unwrap());
         api.upstream_latency(Duration::from_millis(3));
         metrics.revoked(2);
+        metrics.config_loaded(1_700_000_000);
+        metrics.config_reload(ReloadResult::Refused, 1_700_000_100);
         let text = metrics.render(&TokenCache::new(), 0);
+        for line in [
+            r#"tollgate_config_reloads_total{result="refused"} 1"#,
+            r#"tollgate_config_reloads_total{result="applied"} 0"#,
+            "tollgate_config_last_reload_successful 0",
+            "tollgate_config_last_reload_success_timestamp_seconds 1700000000",
+        ] {
+            assert!(text.lines().any(|l| l == line), "{line}: {text}");
+        }
         assert!(
             text.contains(r#"tollgate_requests_total{listener="api",outcome="revoked"} 1"#),
             "{text}"

@@ -16,6 +16,7 @@ use crate::follower;
 use crate::metrics::Metrics;
 use crate::proxy::{self, ListenerState};
 use crate::registry::Registry;
+use crate::reload::Reloader;
 use crate::store::{Store, StoreError};
 
 #[derive(Debug, thiserror::Error)]
@@ -116,6 +117,7 @@ pub async fn start(config: &Config) -> Result<Running, ServerError> {
 
     let mut tasks = JoinSet::new();
     let mut listener_addrs = Vec::new();
+    let mut reloadable = Vec::with_capacity(bound.len());
     for (listener, tcp) in bound {
         let addr = local_addr(&tcp, listener.bind);
         tracing::info!(listener = %listener.name, addr = %addr, upstream = %listener.upstream.authority, "listening");
@@ -126,6 +128,7 @@ pub async fn start(config: &Config) -> Result<Running, ServerError> {
             metrics.listener(&listener.name),
             config.log.access,
         ));
+        reloadable.push((listener.name.clone(), state.clone()));
         tasks.spawn(proxy::serve(tcp, state, stop_rx.clone(), grace));
     }
     tracing::info!(listener = "admin", addr = %admin_addr, "listening");
@@ -141,6 +144,10 @@ pub async fn start(config: &Config) -> Result<Running, ServerError> {
         stop_rx.clone(),
         grace,
     )?);
+    // Before ready: from then on a SIGHUP reloads rather than ends the process.
+    metrics.config_loaded(crate::time::now());
+    let reloader = Reloader::start(config, reloadable, metrics.clone()).await;
+    tasks.spawn(reloader.run(stop_rx.clone()));
     tasks.spawn(flush_last_used(
         registry.clone(),
         metrics.clone(),

@@ -15,6 +15,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use arc_swap::ArcSwap;
 use http::header::{AUTHORIZATION, COOKIE, HOST, HeaderValue};
 use http::uri::{PathAndQuery, Uri};
 use http::{Request, Response, Version};
@@ -50,21 +51,83 @@ const HANDOVER: Duration = Duration::from_secs(5);
 /// The largest request head accepted, per connection buffer.
 const MAX_HEADER_BYTES: usize = 64 * 1024;
 
-/// Everything one listener's requests need, shared by its connections.
+/// Everything one listener's requests need, shared by its connections: what is fixed for the
+/// process's life, and the settings a config reload may replace.
 pub struct ListenerState {
     name: Arc<str>,
     max_connections: usize,
+    cache: Arc<TokenCache>,
+    metrics: ListenerMetrics,
+    /// Swapped whole by a reload. A request loads it once and keeps that snapshot to the end,
+    /// so that it sees the old settings or the new ones, never a mix of both.
+    settings: ArcSwap<ListenerSettings>,
+    /// Set when the listener stops: HTTP/1 answers then ask the client to reconnect.
+    draining: std::sync::atomic::AtomicBool,
+}
+
+/// The part of a listener that the config decides and a reload may change, immutable once built.
+pub struct ListenerSettings {
     upstream: Upstream,
     upstream_timeout: Duration,
     client: Client<HttpConnector, Incoming>,
-    cache: Arc<TokenCache>,
-    metrics: ListenerMetrics,
     access_log: bool,
     routes: RouteTable,
     authorization: UpstreamAuthorization,
     pass_session_cookies: bool,
-    /// Set when the listener stops: HTTP/1 answers then ask the client to reconnect.
-    draining: std::sync::atomic::AtomicBool,
+}
+
+/// The pooled client to a listener's upstream. Its inputs are the listener keys in
+/// [`CLIENT_KEYS`]; keep the two in step.
+fn upstream_client(config: &ListenerConfig) -> Client<HttpConnector, Incoming> {
+    let mut connector = HttpConnector::new();
+    connector.set_nodelay(true);
+    connector.set_connect_timeout(Some(config.connect_timeout));
+    Client::builder(TokioExecutor::new())
+        // Without a timer the idle timeout is silently ignored.
+        .pool_timer(TokioTimer::new())
+        .pool_idle_timeout(config.upstream_idle_timeout)
+        .build(connector)
+}
+
+/// The listener keys, as the config file names them, that `upstream_client` reads. A reload
+/// that changes one of them builds a new client; any other reload keeps the client and its warm
+/// connections.
+pub const CLIENT_KEYS: &[&str] = &["upstream", "connect_timeout", "upstream_idle_timeout"];
+
+/// The listener keys that [`ListenerSettings`] reads besides the client's: with
+/// [`CLIENT_KEYS`], what a reload applies to a running listener. A key in neither list is fixed
+/// at start and needs a restart.
+pub const SETTINGS_KEYS: &[&str] = &[
+    "upstream",
+    "upstream_timeout",
+    "profile",
+    "default",
+    "route",
+    "authorization",
+    "authorization_env",
+    "pass_session_cookies",
+];
+
+impl ListenerSettings {
+    pub fn new(config: &ListenerConfig, access_log: bool) -> Self {
+        ListenerSettings::with_client(config, access_log, upstream_client(config))
+    }
+
+    fn with_client(
+        config: &ListenerConfig,
+        access_log: bool,
+        client: Client<HttpConnector, Incoming>,
+    ) -> Self {
+        ListenerSettings {
+            upstream: config.upstream.clone(),
+            upstream_timeout: config.upstream_timeout,
+            client,
+            access_log,
+            routes: config.routes.clone(),
+            authorization: config.authorization.clone(),
+            pass_session_cookies: config.pass_session_cookies,
+        }
+    }
 }
 
 impl ListenerState {
@@ -74,28 +137,31 @@ impl ListenerState {
         metrics: ListenerMetrics,
         access_log: bool,
     ) -> Self {
-        let mut connector = HttpConnector::new();
-        connector.set_nodelay(true);
-        connector.set_connect_timeout(Some(config.connect_timeout));
-        let client = Client::builder(TokioExecutor::new())
-            // Without a timer the idle timeout is silently ignored.
-            .pool_timer(TokioTimer::new())
-            .pool_idle_timeout(config.upstream_idle_timeout)
-            .build(connector);
         ListenerState {
             name: Arc::from(config.name.as_str()),
             max_connections: config.max_connections,
-            upstream: config.upstream.clone(),
-            upstream_timeout: config.upstream_timeout,
-            client,
             cache,
             metrics,
-            access_log,
-            routes: config.routes.clone(),
-            authorization: config.authorization.clone(),
-            pass_session_cookies: config.pass_session_cookies,
+            settings: ArcSwap::from_pointee(ListenerSettings::new(config, access_log)),
             draining: std::sync::atomic::AtomicBool::new(false),
         }
+    }
+
+    /// Applies a reloaded listener config: the settings it decides, from the next request on.
+    /// Requests already under way finish with the settings they started with. `new_client`
+    /// says whether the upstream client's inputs changed; otherwise the pooled client (and its
+    /// open connections) is kept. What is fixed at start (the name, bind address and
+    /// connection limit) is not read.
+    pub fn reconfigure(&self, config: &ListenerConfig, access_log: bool, new_client: bool) {
+        let client = if new_client {
+            upstream_client(config)
+        } else {
+            // A clone shares the pool.
+            self.settings.load().client.clone()
+        };
+        self.settings.store(Arc::new(ListenerSettings::with_client(
+            config, access_log, client,
+        )));
     }
 }
 
@@ -267,9 +333,12 @@ async fn handle(
     remote: SocketAddr,
     request: Request<Incoming>,
 ) -> Result<Response<ProxyBody>, Infallible> {
+    // One load per request: every step below reads this snapshot, whatever a reload does
+    // meanwhile.
+    let settings = state.settings.load_full();
     // What the access line needs from the request, taken only when there is one to write.
     let http1 = request.version() < Version::HTTP_2;
-    let logged = state.access_log.then(|| AccessFields {
+    let logged = settings.access_log.then(|| AccessFields {
         method: request.method().clone(),
         path: request.uri().path_and_query().cloned(),
         hint: presented_hint(request.headers().get_all(AUTHORIZATION)),
@@ -282,22 +351,27 @@ async fn handle(
         outcome,
         identity,
         upstream_time,
-    } = match state.routes.decide(request.method(), request.uri().path()) {
+    } = match settings
+        .routes
+        .decide(request.method(), request.uri().path())
+    {
         Err(BadPath) => Handled::refused(respond::bad_path(), Outcome::BadPath, None),
         Ok(decision) => {
             route = decision.route;
             match decision.access {
                 Access::Deny => Handled::refused(respond::forbidden(), Outcome::RouteDenied, None),
-                Access::Public => forward(&state, remote, None, request, Outcome::Public).await,
-                Access::Token | Access::Require(_)
-                    if decision.sessions && state.is_session_request(&request) =>
-                {
-                    forward(&state, remote, None, request, Outcome::Session).await
+                Access::Public => {
+                    forward(&state, &settings, remote, None, request, Outcome::Public).await
                 }
-                Access::Token => authenticated(&state, remote, request, None).await,
+                Access::Token | Access::Require(_)
+                    if decision.sessions && settings.is_session_request(&request) =>
+                {
+                    forward(&state, &settings, remote, None, request, Outcome::Session).await
+                }
+                Access::Token => authenticated(&state, &settings, remote, request, None).await,
                 Access::Require(permission) => {
                     required = Some(permission);
-                    authenticated(&state, remote, request, Some(permission)).await
+                    authenticated(&state, &settings, remote, request, Some(permission)).await
                 }
             }
         }
@@ -365,6 +439,7 @@ impl Handled {
 /// judged first (401s), then the permission (403).
 async fn authenticated(
     state: &ListenerState,
+    settings: &ListenerSettings,
     remote: SocketAddr,
     request: Request<Incoming>,
     required: Option<Permission>,
@@ -386,7 +461,15 @@ async fn authenticated(
             Some(identity),
         );
     }
-    let mut handled = forward(state, remote, Some(&identity), request, Outcome::Forwarded).await;
+    let mut handled = forward(
+        state,
+        settings,
+        remote,
+        Some(&identity),
+        request,
+        Outcome::Forwarded,
+    )
+    .await;
     handled.identity = Some(identity);
     handled
 }
@@ -399,7 +482,7 @@ struct AccessFields {
     hint: Option<String>,
 }
 
-impl ListenerState {
+impl ListenerSettings {
     /// A browser on the upstream's own session: a cookie and no token. Passed through unchecked
     /// when the listener allows it; the upstream's login decides.
     fn is_session_request<B>(&self, request: &Request<B>) -> bool {
@@ -414,6 +497,7 @@ impl ListenerState {
 /// as sent and gets no identity headers. `outcome` is what a delivered answer counts as.
 async fn forward(
     state: &ListenerState,
+    settings: &ListenerSettings,
     remote: SocketAddr,
     identity: Option<&Identity>,
     request: Request<Incoming>,
@@ -430,8 +514,8 @@ async fn forward(
         .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
         .or_else(|| parts.headers.get(HOST).cloned());
     let mut uri = http::uri::Parts::default();
-    uri.scheme = Some(state.upstream.scheme.clone());
-    uri.authority = Some(state.upstream.authority.clone());
+    uri.scheme = Some(settings.upstream.scheme.clone());
+    uri.authority = Some(settings.upstream.authority.clone());
     uri.path_and_query = Some(
         parts
             .uri
@@ -469,7 +553,7 @@ async fn forward(
         if let Ok(name) = HeaderValue::from_str(identity.name.as_str()) {
             headers.insert(headers::TOKEN_NAME, name);
         }
-        match &state.authorization {
+        match &settings.authorization {
             UpstreamAuthorization::Forward => {}
             UpstreamAuthorization::Strip => {
                 headers.remove(AUTHORIZATION);
@@ -481,8 +565,8 @@ async fn forward(
     }
 
     let started = Instant::now();
-    let sent = state.client.request(Request::from_parts(parts, body));
-    let (response, outcome) = match tokio::time::timeout(state.upstream_timeout, sent).await {
+    let sent = settings.client.request(Request::from_parts(parts, body));
+    let (response, outcome) = match tokio::time::timeout(settings.upstream_timeout, sent).await {
         Ok(Ok(response)) => {
             let (mut parts, body) = response.into_parts();
             headers::remove_hop_by_hop(&mut parts.headers);
@@ -491,7 +575,7 @@ async fn forward(
         Ok(Err(e)) => {
             tracing::warn!(
                 listener = %state.name,
-                upstream = %state.upstream.authority,
+                upstream = %settings.upstream.authority,
                 error = %crate::ErrorChain(&e),
                 "upstream request failed"
             );
@@ -503,8 +587,8 @@ async fn forward(
         Err(_) => {
             tracing::warn!(
                 listener = %state.name,
-                upstream = %state.upstream.authority,
-                timeout_ms = state.upstream_timeout.as_millis() as u64,
+                upstream = %settings.upstream.authority,
+                timeout_ms = settings.upstream_timeout.as_millis() as u64,
                 "upstream timed out"
             );
             (respond::upstream_timed_out(), Outcome::UpstreamTimeout)

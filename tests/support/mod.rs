@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod controller;
+pub mod reload;
 
 use std::collections::HashMap;
 use std::convert::Infallible;
@@ -892,6 +893,17 @@ impl Tollgate {
     ) -> Result<Tollgate, StartFailure> {
         let config_path = dir.path().join("tollgate.toml");
         std::fs::write(&config_path, config_text).expect("write the config");
+        Tollgate::try_start_at(dir, config_path, admin_token, env)
+    }
+
+    /// Like `try_start_in_with_env`, with the config already at `config_path` (a file or a
+    /// symlink, in `dir` or below it).
+    pub fn try_start_at(
+        dir: TempDir,
+        config_path: PathBuf,
+        admin_token: Option<String>,
+        env: &[(&str, &str)],
+    ) -> Result<Tollgate, StartFailure> {
         if let Some(token) = &admin_token {
             let mut f = std::fs::OpenOptions::new()
                 .write(true)
