@@ -85,6 +85,9 @@ impl Registry {
             store,
             cache: Arc::new(TokenCache::new()),
             write_order: Mutex::new(()),
+            // It never follows the log: nothing here decides a request.
+            applied: AtomicU64::new(0),
+            peer_id: Mutex::new(None),
         }
     }
 

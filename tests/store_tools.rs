@@ -465,7 +465,6 @@ async fn two_agents(tg: &Tollgate) -> (Created, Created) {
 /// Needs the server to tail the change log (another part of the same issue): until then a
 /// running server applies an offline change only when it restarts.
 #[tokio::test(flavor = "multi_thread")]
-#[ignore = "needs the running server to tail the store's change log"]
 async fn a_running_server_refuses_a_token_revoked_offline() {
     let up = Upstream::start();
     let tg = Tollgate::start(Config::single(&up));

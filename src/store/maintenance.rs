@@ -18,6 +18,7 @@ use redb::{
 };
 use serde::Serialize;
 
+use super::shared::PEERS;
 use super::{
     CREATED, DIGESTS, EVENTS, EventAction, META, NAMES, RETIRED, SCHEMA_KEY, SCHEMA_VERSION,
     STORE_CACHE_BYTES, StoreError, TOKENS, decode_event, record_codec,
@@ -27,8 +28,9 @@ use crate::token::{TokenRecord, TokenStatus};
 
 /// The names of every table of the layout. A file with another table was written by a release
 /// that knows more than this one: copying or checking it without that table would mislead.
-fn known_tables() -> [&'static str; 7] {
+fn known_tables() -> [&'static str; 8] {
     [
+        PEERS.name(),
         META.name(),
         TOKENS.name(),
         DIGESTS.name(),
@@ -130,6 +132,8 @@ pub fn backup(
     copy_table(&txn, &out, CREATED).map_err(store_err)?;
     let events = copy_table(&txn, &out, EVENTS).map_err(store_err)?;
     let retired = copy_table(&txn, &out, RETIRED).map_err(store_err)?;
+    // The serving processes are the source's, not the copy's: a restored file starts with none.
+    out.open_table(PEERS).map_err(|e| store_err(e.into()))?;
     let last_event = last_event(&txn)?;
     drop(txn);
     out.commit().map_err(|e| store_err(e.into()))?;
