@@ -15,6 +15,8 @@
 //!   open-file limit first.
 //! - [`cli`]: the command line; `token` and `audit` are clients of the admin API.
 //! - [`watch`]: wake-ups for state kept in files (config, certificates, the store).
+//! - [`tls`]: rustls for listeners, the admin port and `https://` upstreams; certificates
+//!   reloaded when their files change.
 
 #![forbid(unsafe_code)]
 
@@ -31,6 +33,7 @@ pub mod server;
 pub mod shutdown;
 pub mod store;
 pub mod time;
+pub mod tls;
 pub mod token;
 pub mod watch;
 

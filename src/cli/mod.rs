@@ -60,6 +60,10 @@ pub struct AdminArgs {
     /// The admin API [default: from $TOLLGATE_ADMIN_URL, else the config's admin.bind]
     #[arg(long, global = true, env = "TOLLGATE_ADMIN_URL", value_name = "URL")]
     pub admin_url: Option<String>,
+    /// For an https:// admin URL: the CA certificate(s) to trust, PEM [default: from
+    /// $TOLLGATE_ADMIN_CA, else the config's admin.tls_cert, else the system's roots]
+    #[arg(long, global = true, env = "TOLLGATE_ADMIN_CA", value_name = "PATH")]
+    pub admin_ca: Option<PathBuf>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -152,6 +156,8 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
         .config
         .clone()
         .unwrap_or_else(|| PathBuf::from(DEFAULT_CONFIG_PATH));
+    // Before anything may build a TLS config: one crypto provider for the whole process.
+    crate::tls::install_provider();
     match cli.command {
         Command::Serve => serve(&config_path),
         Command::CheckConfig => {
@@ -161,11 +167,11 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
             Ok(())
         }
         Command::Token { admin, command } => {
-            let client = admin_client(&config_path, admin.admin_url.as_deref())?;
+            let client = admin_client(&config_path, &admin)?;
             runtime()?.block_on(token_command(&client, command))
         }
         Command::Audit { admin, limit, json } => {
-            let client = admin_client(&config_path, admin.admin_url.as_deref())?;
+            let client = admin_client(&config_path, &admin)?;
             runtime()?.block_on(audit(&client, limit, json))
         }
     }
@@ -200,8 +206,10 @@ fn serve(config_path: &Path) -> Result<(), CliError> {
     })
 }
 
-/// Finds the admin API and its credential: flags and environment first, then the config.
-fn admin_client(config_path: &Path, url: Option<&str>) -> Result<AdminClient, CliError> {
+/// Finds the admin API, its credential and, for https, the CA to trust: flags and environment
+/// first, then the config.
+fn admin_client(config_path: &Path, admin: &AdminArgs) -> Result<AdminClient, CliError> {
+    let url = admin.admin_url.as_deref();
     let env_token = std::env::var("TOLLGATE_ADMIN_TOKEN")
         .ok()
         .filter(|t| !t.trim().is_empty());
@@ -217,7 +225,12 @@ fn admin_client(config_path: &Path, url: Option<&str>) -> Result<AdminClient, Cl
             if addr.ip().is_unspecified() {
                 addr.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
             }
-            format!("http://{addr}")
+            let scheme = if config.admin.tls.is_some() {
+                "https"
+            } else {
+                "http"
+            };
+            format!("{scheme}://{addr}")
         }
         (None, None) => unreachable!("the config is loaded whenever the URL is missing"),
     };
@@ -227,7 +240,21 @@ fn admin_client(config_path: &Path, url: Option<&str>) -> Result<AdminClient, Cl
             .map_err(|e| CliError::Failed(format!("{e} (or set TOLLGATE_ADMIN_TOKEN)")))?,
         (None, None) => unreachable!("the config is loaded whenever the token is missing"),
     };
-    Ok(AdminClient::new(&url, token)?)
+    // The admin port's own certificate file works as the trust root of a self-signed
+    // certificate, or when the file carries its CA after the leaf; a config that is not needed
+    // otherwise and cannot be read leaves the system's roots.
+    let https = url
+        .get(..6)
+        .is_some_and(|s| s.eq_ignore_ascii_case("https:"));
+    let ca = match (&admin.admin_ca, config) {
+        _ if !https => None,
+        (Some(ca), _) => Some(ca.clone()),
+        (None, Some(config)) => config.admin.tls.map(|files| files.cert),
+        (None, None) => Config::load(config_path)
+            .ok()
+            .and_then(|config| config.admin.tls.map(|files| files.cert)),
+    };
+    Ok(AdminClient::new(&url, token, ca.as_deref())?)
 }
 
 async fn token_command(client: &AdminClient, command: TokenCommand) -> Result<(), CliError> {

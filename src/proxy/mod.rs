@@ -4,7 +4,8 @@
 //! A request's life, in `handle`: route (`route.rs`) → authenticate where the route asks for it
 //! (the cache's verdict, then the route's permission) → refuse, or forward (header hygiene, the
 //! listener's upstream credential, pooled upstream client, streamed bodies) → count and log. No disk, no lock across an
-//! `.await`, nothing a client sends can panic it.
+//! `.await`, nothing a client sends can panic it. A listener with TLS does the handshake in the
+//! connection's own task before serving it (`crate::tls`).
 
 mod headers;
 mod respond;
@@ -21,18 +22,19 @@ use http::{Request, Response, Version};
 use http_body_util::Either;
 use hyper::body::Incoming;
 use hyper::service::service_fn;
-use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
 use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, watch};
+use tokio_rustls::TlsAcceptor;
 
 use crate::cache::{Identity, TokenCache, Verdict, presented_hint};
 use crate::config::{ListenerConfig, Upstream, UpstreamAuthorization};
 use crate::metrics::{ListenerMetrics, Outcome};
 use crate::time;
+use crate::tls::TlsError;
+use crate::tls::client::{UpstreamClient, upstream_client};
 use crate::token::Permission;
 
 pub use respond::ProxyBody;
@@ -53,7 +55,7 @@ pub struct ListenerState {
     max_connections: usize,
     upstream: Upstream,
     upstream_timeout: Duration,
-    client: Client<HttpConnector, Incoming>,
+    client: UpstreamClient,
     cache: Arc<TokenCache>,
     metrics: ListenerMetrics,
     access_log: bool,
@@ -68,16 +70,9 @@ impl ListenerState {
         cache: Arc<TokenCache>,
         metrics: ListenerMetrics,
         access_log: bool,
-    ) -> Self {
-        let mut connector = HttpConnector::new();
-        connector.set_nodelay(true);
-        connector.set_connect_timeout(Some(config.connect_timeout));
-        let client = Client::builder(TokioExecutor::new())
-            // Without a timer the idle timeout is silently ignored.
-            .pool_timer(TokioTimer::new())
-            .pool_idle_timeout(config.upstream_idle_timeout)
-            .build(connector);
-        ListenerState {
+    ) -> Result<Self, TlsError> {
+        let client = upstream_client(config)?;
+        Ok(ListenerState {
             name: Arc::from(config.name.as_str()),
             max_connections: config.max_connections,
             upstream: config.upstream.clone(),
@@ -89,15 +84,17 @@ impl ListenerState {
             routes: config.routes.clone(),
             authorization: config.authorization.clone(),
             pass_session_cookies: config.pass_session_cookies,
-        }
+        })
     }
 }
 
 /// Serves one listener until `shutdown` turns true, then stops accepting and gives open
-/// connections up to `grace` to finish their requests.
+/// connections up to `grace` to finish their requests. With `tls`, every connection is a TLS
+/// connection.
 pub async fn serve(
     listener: TcpListener,
     state: Arc<ListenerState>,
+    tls: Option<TlsAcceptor>,
     mut shutdown: watch::Receiver<bool>,
     grace: Duration,
 ) {
@@ -114,6 +111,8 @@ pub async fn serve(
         .max_concurrent_streams(H2_MAX_STREAMS)
         .keep_alive_interval(H2_KEEP_ALIVE)
         .keep_alive_timeout(H2_KEEP_ALIVE);
+    // Shared with the TLS connections' tasks, which build their connection after the handshake.
+    let builder = Arc::new(builder);
     let graceful = GracefulShutdown::new();
     let slots = Arc::new(Semaphore::new(state.max_connections));
 
@@ -128,27 +127,39 @@ pub async fn serve(
         let service = {
             let state = state.clone();
             let first_request = first_request.clone();
+            let secure = tls.is_some();
             service_fn(move |request| {
                 first_request.notify_one();
-                handle(state.clone(), remote, request)
+                handle(state.clone(), remote, secure, request)
             })
         };
-        let connection = builder
-            .serve_connection(TokioIo::new(stream), service)
-            .into_owned();
-        let connection = graceful.watch(connection);
-        tokio::spawn(async move {
-            let _permit = permit;
-            tokio::pin!(connection);
-            // hyper times out a slow request head only once it knows the protocol; a client
-            // that connects and sends nothing is closed here.
-            tokio::select! {
-                ended = &mut connection => return log_connection_end(ended),
-                _ = first_request.notified() => {}
-                _ = tokio::time::sleep(HEADER_READ_TIMEOUT) => return,
+        match &tls {
+            None => {
+                let connection = builder
+                    .serve_connection(TokioIo::new(stream), service)
+                    .into_owned();
+                let connection = graceful.watch(connection);
+                tokio::spawn(run_connection(connection, first_request, permit));
             }
-            log_connection_end(connection.await);
-        });
+            Some(acceptor) => {
+                let acceptor = acceptor.clone();
+                let builder = builder.clone();
+                // Taken now: a connection whose handshake ends after shutdown began is closed
+                // at once, and the drain waits for it.
+                let watcher = graceful.watcher();
+                tokio::spawn(async move {
+                    let Some(stream) =
+                        crate::tls::server::handshake(&acceptor, stream, HEADER_READ_TIMEOUT).await
+                    else {
+                        return;
+                    };
+                    let connection = builder
+                        .serve_connection(TokioIo::new(stream), service)
+                        .into_owned();
+                    run_connection(watcher.watch(connection), first_request, permit).await;
+                });
+            }
+        }
     }
     drop(listener);
     if tokio::time::timeout(grace, graceful.shutdown())
@@ -160,6 +171,23 @@ pub async fn serve(
             "grace period over; connections still open are closed at exit"
         );
     }
+}
+
+/// Drives one client connection to its end, holding its slot.
+async fn run_connection<E: std::fmt::Display>(
+    connection: impl Future<Output = Result<(), E>>,
+    first_request: Arc<Notify>,
+    _permit: OwnedSemaphorePermit,
+) {
+    tokio::pin!(connection);
+    // hyper times out a slow request head only once it knows the protocol; a client that
+    // connects and sends nothing is closed here.
+    tokio::select! {
+        ended = &mut connection => return log_connection_end(ended),
+        _ = first_request.notified() => {}
+        _ = tokio::time::sleep(HEADER_READ_TIMEOUT) => return,
+    }
+    log_connection_end(connection.await);
 }
 
 /// Waits for a free connection slot, then for a connection.
@@ -194,10 +222,11 @@ fn log_connection_end<E: std::fmt::Display>(ended: Result<(), E>) {
 }
 
 /// One request's life: route, authenticate where the route asks for it, then refuse or forward;
-/// count and log either way.
+/// count and log either way. `secure`: the request came over TLS.
 async fn handle(
     state: Arc<ListenerState>,
     remote: SocketAddr,
+    secure: bool,
     request: Request<Incoming>,
 ) -> Result<Response<ProxyBody>, Infallible> {
     // What the access line needs from the request, taken only when there is one to write.
@@ -220,16 +249,18 @@ async fn handle(
             route = decision.route;
             match decision.access {
                 Access::Deny => Handled::refused(respond::forbidden(), Outcome::RouteDenied, None),
-                Access::Public => forward(&state, remote, None, request, Outcome::Public).await,
+                Access::Public => {
+                    forward(&state, remote, secure, None, request, Outcome::Public).await
+                }
                 Access::Token | Access::Require(_)
                     if decision.sessions && state.is_session_request(&request) =>
                 {
-                    forward(&state, remote, None, request, Outcome::Session).await
+                    forward(&state, remote, secure, None, request, Outcome::Session).await
                 }
-                Access::Token => authenticated(&state, remote, request, None).await,
+                Access::Token => authenticated(&state, remote, secure, request, None).await,
                 Access::Require(permission) => {
                     required = Some(permission);
-                    authenticated(&state, remote, request, Some(permission)).await
+                    authenticated(&state, remote, secure, request, Some(permission)).await
                 }
             }
         }
@@ -291,6 +322,7 @@ impl Handled {
 async fn authenticated(
     state: &ListenerState,
     remote: SocketAddr,
+    secure: bool,
     request: Request<Incoming>,
     required: Option<Permission>,
 ) -> Handled {
@@ -311,7 +343,15 @@ async fn authenticated(
             Some(identity),
         );
     }
-    let mut handled = forward(state, remote, Some(&identity), request, Outcome::Forwarded).await;
+    let mut handled = forward(
+        state,
+        remote,
+        secure,
+        Some(&identity),
+        request,
+        Outcome::Forwarded,
+    )
+    .await;
     handled.identity = Some(identity);
     handled
 }
@@ -340,6 +380,7 @@ impl ListenerState {
 async fn forward(
     state: &ListenerState,
     remote: SocketAddr,
+    secure: bool,
     identity: Option<&Identity>,
     request: Request<Incoming>,
     outcome: Outcome,
@@ -381,7 +422,10 @@ async fn forward(
         headers.insert(headers::X_FORWARDED_HOST, host);
     }
     headers::append_forwarded_for(headers, &remote.ip().to_string());
-    headers.insert(headers::X_FORWARDED_PROTO, HeaderValue::from_static("http"));
+    headers.insert(
+        headers::X_FORWARDED_PROTO,
+        HeaderValue::from_static(if secure { "https" } else { "http" }),
+    );
     if let Some(identity) = identity {
         // The route was chosen by the request's method; an override header would have the
         // upstream do another one (a DELETE with only the permission to write).

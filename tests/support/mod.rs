@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod controller;
+pub mod tls;
 
 use std::collections::HashMap;
 use std::convert::Infallible;
