@@ -650,3 +650,54 @@ fn the_command_line_reaches_an_admin_port_over_tls() {
     );
     assert_eq!(out.code(), Some(1), "{out:#?}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_replaced_upstream_client_certificate_is_shown_on_new_upstream_connections() {
+    let pki = Pki::new();
+    let serving = pki.ca.localhost("tollgate");
+    serving.write(&pki.path("tls.crt"), &pki.path("tls.key"));
+    let renewed = pki
+        .ca
+        .issue("tollgate-api-2", &["tollgate-api"], Usage::Client);
+    let (client_cert, client_key) = (pki.path("client.crt"), pki.path("client.key"));
+    // Idle upstream connections close quickly, so that new ones are made while the test polls.
+    let keys = format!(
+        "{}upstream_idle_timeout = \"100ms\"\n",
+        pki.listener_keys(&pki.path("tls.crt"), &pki.path("tls.key"))
+    );
+    let config = support::Config::new().listener_with("api", &pki.upstream.url(), &keys);
+    let (setup, tg) = pki.start(config, None);
+    let tok = tg.create_token("agent-1").await;
+    let auth = tok.bearer();
+    let client = TlsClient::new(&setup.ca, Alpn::Http1);
+    let seen_by_upstream = || async {
+        let mut conn = client.connect(tg.proxy_addr("api")).await.ok()?;
+        let resp = conn
+            .get("/whoami", &[("authorization", &auth)])
+            .await
+            .ok()?;
+        TlsEcho::of(&resp).client_cert_sha256().map(str::to_string)
+    };
+    assert_eq!(seen_by_upstream().await, Some(setup.client.sha256()));
+
+    replace_by_rename(&client_key, &renewed.key_pem);
+    replace_by_rename(&client_cert, &renewed.cert_pem);
+    // Pooled upstream connections keep the certificate they were opened with; each look waits
+    // for the idle one to close, so that the request opens a new one.
+    wait_until(
+        DEADLINE,
+        "the upstream to see the renewed client certificate",
+        || async {
+            tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+            (seen_by_upstream().await == Some(renewed.sha256())).then_some(())
+        },
+    )
+    .await;
+    let reloaded = records_with(&tg, "certificate reloaded");
+    assert!(
+        reloaded
+            .iter()
+            .any(|r| r["listener"] == "api" && r["role"] == "upstream client"),
+        "{reloaded:#?}"
+    );
+}

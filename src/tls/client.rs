@@ -63,7 +63,13 @@ fn upstream_tls_config(listener: &str, tls: &UpstreamTls) -> Result<ClientConfig
             if tokio::runtime::Handle::try_current().is_ok() {
                 cert.watch();
             }
-            builder.with_client_cert_resolver(cert)
+            let mut config = builder.with_client_cert_resolver(cert);
+            // A resumed session keeps the identity of the handshake that made it, so after a
+            // renewal the upstream would go on seeing the old certificate. Every new upstream
+            // connection makes a full handshake instead; connections are pooled, so this costs
+            // once per connection, not per request.
+            config.resumption = rustls::client::Resumption::disabled();
+            config
         }
         None => builder.with_no_client_auth(),
     })
