@@ -91,6 +91,11 @@ pub struct RawAdmin {
     pub bind: String,
     #[serde(default = "d_admin_token_file")]
     pub token_file: PathBuf,
+    /// Serve the admin port over TLS with this certificate chain (PEM), with `tls_key`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls_cert: Option<PathBuf>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls_key: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -141,6 +146,21 @@ pub struct RawListener {
     pub authorization_env: Option<String>,
     #[serde(default)]
     pub pass_session_cookies: bool,
+    /// Serve the listener over TLS with this certificate chain (PEM), with `tls_key`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls_cert: Option<PathBuf>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls_key: Option<PathBuf>,
+    /// The CA certificates (PEM) an `https://` upstream is checked against, instead of the
+    /// system's roots.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub upstream_ca: Option<PathBuf>,
+    /// A client certificate (PEM) for an upstream that asks for one (mutual TLS), with
+    /// `upstream_client_key`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub upstream_client_cert: Option<PathBuf>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub upstream_client_key: Option<PathBuf>,
     #[serde(default, rename = "route", skip_serializing_if = "Vec::is_empty")]
     pub routes: Vec<RawRoute>,
 }
@@ -209,6 +229,10 @@ fn d_default_access() -> String {
 fn d_authorization() -> String {
     defaults::AUTHORIZATION.into()
 }
+/// No TLS unless a file is named.
+fn d_none<T>() -> Option<T> {
+    None
+}
 
 macro_rules! section_default {
     ($t:ty { $($field:ident: $f:ident),+ }) => {
@@ -222,7 +246,9 @@ macro_rules! section_default {
 section_default!(RawStore { path: d_store_path });
 section_default!(RawAdmin {
     bind: d_admin_bind,
-    token_file: d_admin_token_file
+    token_file: d_admin_token_file,
+    tls_cert: d_none,
+    tls_key: d_none
 });
 section_default!(RawLog {
     format: d_log_format,
@@ -257,6 +283,25 @@ pub struct Config {
 pub struct AdminConfig {
     pub bind: SocketAddr,
     pub token_file: PathBuf,
+    /// Served over TLS when set.
+    pub tls: Option<TlsFiles>,
+}
+
+/// A certificate chain and its private key, both PEM files, read at start and again whenever
+/// they change.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsFiles {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+}
+
+/// How a listener checks an `https://` upstream and proves itself to it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct UpstreamTls {
+    /// The CA certificates to trust; the system's roots when absent.
+    pub ca: Option<PathBuf>,
+    /// The client certificate for mutual TLS.
+    pub client: Option<TlsFiles>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -287,6 +332,10 @@ pub struct ListenerConfig {
     /// Requests with a `Cookie` and no `Authorization` go to the upstream's own session login
     /// instead of being refused for want of a token.
     pub pass_session_cookies: bool,
+    /// Served over TLS when set.
+    pub tls: Option<TlsFiles>,
+    /// For an `https://` upstream.
+    pub upstream_tls: UpstreamTls,
 }
 
 /// What a listener sends upstream as `Authorization` with the requests tollgate authenticated.
@@ -311,7 +360,7 @@ impl fmt::Debug for UpstreamAuthorization {
     }
 }
 
-/// Where a listener forwards to: `http://host:port`, with no path.
+/// Where a listener forwards to: `http://host:port` or `https://host:port`, with no path.
 #[derive(Debug, Clone)]
 pub struct Upstream {
     pub scheme: http::uri::Scheme,
@@ -398,6 +447,11 @@ impl RawConfig {
         let admin = AdminConfig {
             bind: socket("admin.bind", &self.admin.bind)?,
             token_file: self.admin.token_file.clone(),
+            tls: tls_files(
+                ("tls_cert", &self.admin.tls_cert),
+                ("tls_key", &self.admin.tls_key),
+            )
+            .map_err(|(key, message)| invalid(&format!("admin.{key}"), message))?,
         };
         if admin.token_file.as_os_str().is_empty() {
             return Err(invalid("admin.token_file", "must not be empty".into()));
@@ -461,11 +515,16 @@ impl RawConfig {
             if bind.port() != 0 && (!binds.insert(bind) || bind == admin.bind) {
                 return Err(invalid(&field("bind"), format!("{bind} is used twice")));
             }
+            let upstream = parse_upstream(&raw.upstream)
+                .map_err(|message| invalid(&field("upstream"), message))?;
+            let tls = tls_files(("tls_cert", &raw.tls_cert), ("tls_key", &raw.tls_key))
+                .map_err(|(key, message)| invalid(&field(key), message))?;
+            let upstream_tls = upstream_tls(raw, &upstream)
+                .map_err(|(key, message)| invalid(&field(key), message))?;
             listeners.push(ListenerConfig {
                 name: raw.name.clone(),
                 bind,
-                upstream: parse_upstream(&raw.upstream)
-                    .map_err(|message| invalid(&field("upstream"), message))?,
+                upstream,
                 upstream_timeout: duration(&field("upstream_timeout"), &raw.upstream_timeout)?,
                 connect_timeout: duration(&field("connect_timeout"), &raw.connect_timeout)?,
                 upstream_idle_timeout: duration(
@@ -488,6 +547,8 @@ impl RawConfig {
                 .map_err(|(key, message)| invalid(&field(&key), message))?,
                 authorization,
                 pass_session_cookies: raw.pass_session_cookies,
+                tls,
+                upstream_tls,
             });
         }
 
@@ -650,14 +711,68 @@ fn upstream_authorization(
     Ok(mode)
 }
 
+/// A certificate and key named together, or neither. Errors carry the key and a message.
+fn tls_files(
+    (cert_key, cert): (&'static str, &Option<PathBuf>),
+    (key_key, key): (&'static str, &Option<PathBuf>),
+) -> Result<Option<TlsFiles>, (&'static str, String)> {
+    let named = |p: &Option<PathBuf>| p.clone().filter(|p| !p.as_os_str().is_empty());
+    match (named(cert), named(key)) {
+        (Some(cert), Some(key)) => Ok(Some(TlsFiles { cert, key })),
+        (None, None) if cert.is_none() && key.is_none() => Ok(None),
+        (None, _) => Err((
+            cert_key,
+            format!("give the certificate file with {key_key}"),
+        )),
+        (_, None) => Err((
+            key_key,
+            format!("give the private key file with {cert_key}"),
+        )),
+    }
+}
+
+/// The upstream's trust and client certificate; they only make sense for an `https://` upstream.
+fn upstream_tls(
+    raw: &RawListener,
+    upstream: &Upstream,
+) -> Result<UpstreamTls, (&'static str, String)> {
+    let client = tls_files(
+        ("upstream_client_cert", &raw.upstream_client_cert),
+        ("upstream_client_key", &raw.upstream_client_key),
+    )?;
+    let ca = match &raw.upstream_ca {
+        Some(p) if p.as_os_str().is_empty() => {
+            return Err(("upstream_ca", "must not be empty".into()));
+        }
+        ca => ca.clone(),
+    };
+    if upstream.scheme != http::uri::Scheme::HTTPS {
+        let key = if ca.is_some() {
+            Some("upstream_ca")
+        } else if client.is_some() {
+            Some("upstream_client_cert")
+        } else {
+            None
+        };
+        if let Some(key) = key {
+            return Err((key, "is used only with an https:// upstream".into()));
+        }
+    }
+    Ok(UpstreamTls { ca, client })
+}
+
 fn parse_upstream(text: &str) -> Result<Upstream, String> {
     let uri: http::Uri = text
         .parse()
         .map_err(|_| format!("{text:?} is not a URL such as \"http://127.0.0.1:8888\""))?;
-    let scheme = uri.scheme().cloned();
-    if scheme.as_ref() != Some(&http::uri::Scheme::HTTP) {
-        return Err(format!("{text:?}: only http:// upstreams are supported"));
-    }
+    let scheme = match uri.scheme() {
+        Some(s) if *s == http::uri::Scheme::HTTP || *s == http::uri::Scheme::HTTPS => s.clone(),
+        _ => {
+            return Err(format!(
+                "{text:?}: only http:// and https:// upstreams are supported"
+            ));
+        }
+    };
     let authority = uri
         .authority()
         .cloned()
@@ -670,10 +785,7 @@ fn parse_upstream(text: &str) -> Result<Upstream, String> {
     if uri.path_and_query().is_some_and(|p| p.as_str() != "/") {
         return Err(format!("{text:?}: an upstream URL has no path"));
     }
-    Ok(Upstream {
-        scheme: http::uri::Scheme::HTTP,
-        authority,
-    })
+    Ok(Upstream { scheme, authority })
 }
 
 #[cfg(test)]
@@ -807,6 +919,70 @@ mod tests {
                 .to_string();
             assert!(err.contains(&format!("{field}:")), "{field}: {err}");
         }
+    }
+
+    #[test]
+    fn tls_keys_come_in_pairs_and_show_in_the_effective_config() {
+        let config = parse(&format!(
+            "[admin]\ntls_cert = \"admin.crt\"\ntls_key = \"admin.key\"\n{}\
+             tls_cert = \"/etc/tls/tls.crt\"\ntls_key = \"/etc/tls/tls.key\"\n\
+             upstream_ca = \"ca.pem\"\nupstream_client_cert = \"c.crt\"\n\
+             upstream_client_key = \"c.key\"\n",
+            MINIMAL.replace("http://127.0.0.1:8888", "https://controller.internal:8443")
+        ))
+        .unwrap();
+        let listener = &config.listeners[0];
+        assert_eq!(listener.upstream.scheme, http::uri::Scheme::HTTPS);
+        assert_eq!(
+            listener.upstream.authority.as_str(),
+            "controller.internal:8443"
+        );
+        assert_eq!(
+            listener.tls,
+            Some(TlsFiles {
+                cert: "/etc/tls/tls.crt".into(),
+                key: "/etc/tls/tls.key".into()
+            })
+        );
+        assert_eq!(listener.upstream_tls.ca, Some("ca.pem".into()));
+        assert_eq!(
+            listener.upstream_tls.client.as_ref().map(|c| c.key.clone()),
+            Some("c.key".into())
+        );
+        assert_eq!(
+            config.admin.tls.as_ref().map(|t| t.cert.clone()),
+            Some("admin.crt".into())
+        );
+        let shown = config.to_toml();
+        for path in ["admin.crt", "/etc/tls/tls.key", "ca.pem", "c.crt"] {
+            assert!(shown.contains(path), "{path}: {shown}");
+        }
+        let again = parse(&shown).unwrap();
+        assert_eq!(again.to_toml(), shown);
+        // Without TLS, no key appears.
+        assert!(!parse(MINIMAL).unwrap().to_toml().contains("tls"));
+    }
+
+    #[test]
+    fn half_a_tls_pair_or_upstream_tls_for_plain_http_names_the_field() {
+        for (keys, field) in [
+            ("tls_cert = \"a.crt\"", "listener[0].tls_key"),
+            ("tls_key = \"a.key\"", "listener[0].tls_cert"),
+            (
+                "upstream_client_cert = \"c.crt\"",
+                "listener[0].upstream_client_key",
+            ),
+            ("upstream_ca = \"ca.pem\"", "listener[0].upstream_ca"),
+        ] {
+            let err = parse(&format!("{MINIMAL}{keys}\n"))
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains(&format!("{field}:")), "{field}: {err}");
+        }
+        let err = parse(&format!("[admin]\ntls_key = \"k\"\n{MINIMAL}"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("admin.tls_cert:"), "{err}");
     }
 
     #[test]

@@ -20,6 +20,8 @@
 //! - [`cli`]: the command line; `token` and `audit` are clients of the admin API.
 //! - [`watch`]: wake-ups for state kept in files (config, certificates, the store); [`reload`]
 //!   applies a changed config file (or SIGHUP) to the running listeners.
+//! - [`tls`]: rustls for listeners, the admin port and `https://` upstreams; certificates
+//!   reloaded when their files change.
 
 #![forbid(unsafe_code)]
 
@@ -39,6 +41,7 @@ pub mod shutdown;
 pub mod store;
 pub mod systemd;
 pub mod time;
+pub mod tls;
 pub mod token;
 pub mod watch;
 

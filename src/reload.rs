@@ -26,6 +26,7 @@ use toml::{Table, Value};
 use crate::config::{Config, ConfigError};
 use crate::metrics::{Metrics, ReloadResult};
 use crate::proxy::{self, ListenerState};
+use crate::tls::TlsError;
 use crate::watch::{Fingerprint, Wakeups, dir_of};
 
 /// After an event in the config's directory, the wait for the rest of a burst (an editor's
@@ -179,7 +180,16 @@ impl Reloader {
             }
             return;
         }
-        self.apply(&config, &live, &target);
+        if let Err(e) = self.apply(&config, &live, &target) {
+            tracing::error!(
+                error = %crate::ErrorChain(&e),
+                "config reload refused; the running config stays"
+            );
+            self.metrics
+                .config_reload(ReloadResult::Refused, crate::time::now());
+            self.refused = true;
+            return;
+        }
         // The line is written at the more verbose of the two levels, so that it shows whichever
         // way the level moves.
         let level = config.log.level;
@@ -212,10 +222,12 @@ impl Reloader {
     }
 
     /// Applies the `live` changes of `config`, whose comparable form is `target`, to the
-    /// listeners (the log level is left to the caller).
-    fn apply(&mut self, config: &Config, live: &[Change], target: &Table) {
+    /// listeners (the log level is left to the caller). Every listener's new settings are
+    /// built first: one that cannot be built refuses the whole reload, and nothing changes.
+    fn apply(&mut self, config: &Config, live: &[Change], target: &Table) -> Result<(), TlsError> {
         // The access flag is part of every listener's settings.
         let access_changed = live.iter().any(|c| c.path == ["log", "access"]);
+        let mut prepared = Vec::new();
         for listener in &config.listeners {
             // A listener added to the file is not started: that needs a restart, named above.
             let Some(state) = self.listeners.get(&listener.name) else {
@@ -234,7 +246,11 @@ impl Reloader {
                 continue;
             }
             let new_client = keys.iter().any(|key| proxy::CLIENT_KEYS.contains(key));
-            state.reconfigure(listener, config.log.access, new_client);
+            let settings = state.prepare(listener, config.log.access, new_client)?;
+            prepared.push((state, settings));
+        }
+        for (state, settings) in prepared {
+            state.install(settings);
         }
         for change in live {
             set(
@@ -243,6 +259,7 @@ impl Reloader {
                 lookup(target, &change.path),
             );
         }
+        Ok(())
     }
 }
 

@@ -18,6 +18,7 @@ use crate::proxy::{self, ListenerState};
 use crate::registry::Registry;
 use crate::reload::Reloader;
 use crate::store::{Store, StoreError};
+use crate::tls::{self, LiveCert, TlsError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServerError {
@@ -35,6 +36,9 @@ pub enum ServerError {
     Startup,
     #[error("cannot start the admin thread")]
     AdminThread(#[source] std::io::Error),
+    /// A certificate, key or CA file of `what` (a listener, the admin port) cannot be used.
+    #[error("{what}")]
+    Tls { what: String, source: TlsError },
 }
 
 /// A started server: bound, loaded and ready.
@@ -106,11 +110,42 @@ pub async fn start(config: &Config) -> Result<Running, ServerError> {
     let (stop, stop_rx) = watch::channel(false);
     let grace = config.shutdown_grace;
 
+    // Read every certificate before binding: a bad file stops the start as a busy port does.
+    let mut states = Vec::with_capacity(config.listeners.len());
+    for listener in &config.listeners {
+        let what = || format!("listener {:?}", listener.name);
+        let state = ListenerState::new(
+            listener,
+            registry.cache().clone(),
+            metrics.listener(&listener.name),
+            config.log.access,
+        )
+        .map_err(|source| ServerError::Tls {
+            what: what(),
+            source,
+        })?;
+        let acceptor = serving_tls(
+            &listener.name,
+            listener.tls.as_ref(),
+            tls::server::ALPN_H2_HTTP1,
+        )
+        .map_err(|source| ServerError::Tls {
+            what: what(),
+            source,
+        })?;
+        states.push((Arc::new(state), acceptor));
+    }
+    let admin_tls = serving_tls("admin", config.admin.tls.as_ref(), tls::server::ALPN_HTTP1)
+        .map_err(|source| ServerError::Tls {
+            what: "admin".into(),
+            source,
+        })?;
+
     // Bind everything before serving anything: a port that is taken stops the start cleanly.
     let mut bound = Vec::with_capacity(config.listeners.len());
-    for listener in &config.listeners {
+    for (listener, state) in config.listeners.iter().zip(states) {
         let tcp = bind(&listener.name, listener.bind)?;
-        bound.push((listener, tcp));
+        bound.push((listener, state, tcp));
     }
     let admin_tcp = bind("admin", config.admin.bind)?;
     let admin_addr = local_addr(&admin_tcp, config.admin.bind);
@@ -118,20 +153,14 @@ pub async fn start(config: &Config) -> Result<Running, ServerError> {
     let mut tasks = JoinSet::new();
     let mut listener_addrs = Vec::new();
     let mut reloadable = Vec::with_capacity(bound.len());
-    for (listener, tcp) in bound {
+    for (listener, (state, acceptor), tcp) in bound {
         let addr = local_addr(&tcp, listener.bind);
-        tracing::info!(listener = %listener.name, addr = %addr, upstream = %listener.upstream.authority, "listening");
+        tracing::info!(listener = %listener.name, addr = %addr, upstream = %listener.upstream.authority, tls = acceptor.is_some(), "listening");
         listener_addrs.push((listener.name.clone(), addr));
-        let state = Arc::new(ListenerState::new(
-            listener,
-            registry.cache().clone(),
-            metrics.listener(&listener.name),
-            config.log.access,
-        ));
         reloadable.push((listener.name.clone(), state.clone()));
-        tasks.spawn(proxy::serve(tcp, state, stop_rx.clone(), grace));
+        tasks.spawn(proxy::serve(tcp, state, acceptor, stop_rx.clone(), grace));
     }
-    tracing::info!(listener = "admin", addr = %admin_addr, "listening");
+    tracing::info!(listener = "admin", addr = %admin_addr, tls = admin_tls.is_some(), "listening");
     let admin_state = Arc::new(AdminState {
         registry: registry.clone(),
         metrics: metrics.clone(),
@@ -141,6 +170,7 @@ pub async fn start(config: &Config) -> Result<Running, ServerError> {
     tasks.spawn(serve_admin_on_own_thread(
         admin_tcp,
         admin_state,
+        admin_tls,
         stop_rx.clone(),
         grace,
     )?);
@@ -213,6 +243,7 @@ impl Running {
 fn serve_admin_on_own_thread(
     tcp: TcpListener,
     state: Arc<AdminState>,
+    tls: Option<tokio_rustls::TlsAcceptor>,
     stop: watch::Receiver<bool>,
     grace: Duration,
 ) -> Result<impl Future<Output = ()> + Send + 'static, ServerError> {
@@ -227,7 +258,7 @@ fn serve_admin_on_own_thread(
                 .and_then(|runtime| {
                     runtime.block_on(async move {
                         let tcp = TcpListener::from_std(std_listener)?;
-                        admin::serve(tcp, state, stop, grace).await;
+                        admin::serve(tcp, state, tls, stop, grace).await;
                         Ok(())
                     })
                 });
@@ -240,6 +271,19 @@ fn serve_admin_on_own_thread(
     Ok(async move {
         let _ = done_rx.await;
     })
+}
+
+/// The acceptor of a listener (or the admin port) with TLS: its certificate read and checked now,
+/// then followed on disk for as long as the acceptor lives.
+fn serving_tls(
+    name: &str,
+    files: Option<&crate::config::TlsFiles>,
+    alpn: &[&[u8]],
+) -> Result<Option<tokio_rustls::TlsAcceptor>, TlsError> {
+    let Some(files) = files else { return Ok(None) };
+    let cert = LiveCert::load(name, "serving", files, tls::SERVING_KEYS)?;
+    cert.watch();
+    tls::server::acceptor(cert, alpn).map(Some)
 }
 
 /// Binds with SO_REUSEPORT, so that a new process can bind the same ports while this one

@@ -18,8 +18,10 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
+use axum::serve::ListenerExt;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
+use tokio_rustls::TlsAcceptor;
 
 pub use credential::{AdminCredential, CredentialError, MIN_ADMIN_TOKEN_LEN, read_token_file};
 use error::ApiError;
@@ -28,6 +30,7 @@ pub use error::InternalDetail;
 use crate::metrics::Metrics;
 use crate::registry::Registry;
 use crate::time;
+use crate::tls::server::TlsListener;
 
 /// The largest request body the admin API reads.
 const MAX_BODY_BYTES: usize = 4 * 1024 * 1024;
@@ -95,22 +98,48 @@ pub fn in_process_api(registry: Arc<Registry>, actor: String) -> Router {
         .with_state(state)
 }
 
+/// How long a client may take over its TLS handshake.
+const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(30);
+
 /// Serves the admin API until `shutdown` turns true; in-flight calls get `grace` to finish.
+/// With `tls`, over TLS only.
 pub async fn serve(
     listener: TcpListener,
     state: Arc<AdminState>,
+    tls: Option<TlsAcceptor>,
     mut shutdown: watch::Receiver<bool>,
     grace: Duration,
 ) {
     let app = router(state).into_make_service_with_connect_info::<SocketAddr>();
     let (drained_tx, drained_rx) = tokio::sync::oneshot::channel::<()>();
-    let server = axum::serve(listener, app).with_graceful_shutdown(async move {
+    let stopping = async move {
         let _ = shutdown.wait_for(|stop| *stop).await;
         let _ = drained_tx.send(());
-    });
-    let mut serving = tokio::spawn(async move { server.await });
+    };
+    let mut serving = match tls {
+        None => {
+            let server = axum::serve(listener, app).with_graceful_shutdown(stopping);
+            tokio::spawn(async move { server.await })
+        }
+        Some(acceptor) => {
+            let listener = match TlsListener::new(listener, acceptor, TLS_HANDSHAKE_TIMEOUT) {
+                Ok(listener) => listener,
+                Err(e) => {
+                    tracing::error!(error = %e, "the admin listener cannot start");
+                    return;
+                }
+            };
+            // `tap_io` only to reach axum's connection info (the client's address) for a
+            // listener of our own.
+            let server = axum::serve(listener.tap_io(|_| {}), app).with_graceful_shutdown(stopping);
+            tokio::spawn(async move { server.await })
+        }
+    };
     // Wait for the shutdown signal (or the server's own end), then give the drain `grace`.
     tokio::select! {
+        // The stop signal is sent from within the server's own shutdown, just before it may end
+        // on its own: look at it first, so that a quick stop is not taken for a failure.
+        biased;
         _ = drained_rx => {}
         _ = &mut serving => {
             tracing::error!("the admin listener stopped unexpectedly");

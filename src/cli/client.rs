@@ -1,8 +1,11 @@
-//! A small client of the admin API for the command line.
+//! A small client of the admin API for the command line, over HTTP or HTTPS.
+
+use std::path::Path;
 
 use bytes::Bytes;
 use http::{Method, Request, StatusCode, Uri, header};
 use http_body_util::{BodyExt, Full};
+use hyper_rustls::{HttpsConnector, HttpsConnectorBuilder};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
@@ -12,6 +15,8 @@ use serde_json::Value;
 pub enum ClientError {
     #[error("{0:?} is not an admin URL such as http://127.0.0.1:9191")]
     BadUrl(String),
+    #[error("cannot set up TLS for the admin API")]
+    Tls(#[from] crate::tls::TlsError),
     #[error("cannot reach the admin API at {url}: {reason}")]
     Unreachable { url: String, reason: String },
     #[error("the admin API answered {status}: {message}")]
@@ -37,22 +42,42 @@ impl ClientError {
 pub struct AdminClient {
     base: String,
     token: String,
-    http: Client<HttpConnector, Full<Bytes>>,
+    http: Client<HttpsConnector<HttpConnector>, Full<Bytes>>,
 }
 
 impl AdminClient {
-    pub fn new(base: &str, token: String) -> Result<Self, ClientError> {
+    /// A client of the admin API at `base`; for `https://`, trusting the CA certificates in the
+    /// PEM file `ca`, else the system's roots.
+    pub fn new(base: &str, token: String, ca: Option<&Path>) -> Result<Self, ClientError> {
         let base = base.trim_end_matches('/').to_owned();
         let uri: Uri = base
             .parse()
             .map_err(|_| ClientError::BadUrl(base.clone()))?;
-        if uri.scheme_str() != Some("http") || uri.authority().is_none() {
+        let https = match uri.scheme_str() {
+            Some("http") => false,
+            Some("https") => true,
+            _ => return Err(ClientError::BadUrl(base)),
+        };
+        if uri.authority().is_none() {
             return Err(ClientError::BadUrl(base));
         }
+        let tls = if https {
+            crate::tls::client::admin_client_config(ca)?
+        } else {
+            // Never used for a plain URL; no roots to read.
+            crate::tls::client::plain_only_config()?
+        };
+        let mut http = HttpConnector::new();
+        http.enforce_http(false);
+        let connector = HttpsConnectorBuilder::new()
+            .with_tls_config(tls)
+            .https_or_http()
+            .enable_http1()
+            .wrap_connector(http);
         Ok(AdminClient {
             base,
             token,
-            http: Client::builder(TokioExecutor::new()).build_http(),
+            http: Client::builder(TokioExecutor::new()).build(connector),
         })
     }
 

@@ -74,6 +74,10 @@ pub struct AdminArgs {
     /// change from its change log
     #[arg(long, global = true, value_name = "PATH", conflicts_with = "admin_url")]
     pub store: Option<PathBuf>,
+    /// For an https:// admin URL: the CA certificate(s) to trust, PEM [default: from
+    /// $TOLLGATE_ADMIN_CA, else the config's admin.tls_cert, else the system's roots]
+    #[arg(long, global = true, env = "TOLLGATE_ADMIN_CA", value_name = "PATH")]
+    pub admin_ca: Option<PathBuf>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -170,6 +174,8 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
         .config
         .clone()
         .unwrap_or_else(|| PathBuf::from(DEFAULT_CONFIG_PATH));
+    // Before anything may build a TLS config: one crypto provider for the whole process.
+    crate::tls::install_provider();
     match cli.command {
         Command::Serve => serve(&config_path),
         Command::CheckConfig => {
@@ -207,13 +213,7 @@ impl Backend {
     fn find(config_path: &Path, args: &AdminArgs, may_create: bool) -> Result<Backend, CliError> {
         match &args.store {
             Some(path) => Ok(Backend::Local(local::LocalApi::open(path, may_create)?)),
-            None => {
-                let env_url = std::env::var("TOLLGATE_ADMIN_URL")
-                    .ok()
-                    .filter(|u| !u.trim().is_empty());
-                let url = args.admin_url.as_deref().or(env_url.as_deref());
-                Ok(Backend::Remote(Box::new(admin_client(config_path, url)?)))
-            }
+            None => Ok(Backend::Remote(Box::new(admin_client(config_path, args)?))),
         }
     }
 
@@ -259,8 +259,15 @@ fn serve(config_path: &Path) -> Result<(), CliError> {
     })
 }
 
-/// Finds the admin API and its credential: flags and environment first, then the config.
-fn admin_client(config_path: &Path, url: Option<&str>) -> Result<AdminClient, CliError> {
+/// Finds the admin API, its credential and, for https, the CA to trust: flags and environment
+/// first, then the config.
+fn admin_client(config_path: &Path, admin: &AdminArgs) -> Result<AdminClient, CliError> {
+    // Read here rather than by clap, which would take the variable for the flag and refuse it
+    // beside `--store`.
+    let env_url = std::env::var("TOLLGATE_ADMIN_URL")
+        .ok()
+        .filter(|u| !u.trim().is_empty());
+    let url = admin.admin_url.as_deref().or(env_url.as_deref());
     let env_token = std::env::var("TOLLGATE_ADMIN_TOKEN")
         .ok()
         .filter(|t| !t.trim().is_empty());
@@ -276,7 +283,12 @@ fn admin_client(config_path: &Path, url: Option<&str>) -> Result<AdminClient, Cl
             if addr.ip().is_unspecified() {
                 addr.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
             }
-            format!("http://{addr}")
+            let scheme = if config.admin.tls.is_some() {
+                "https"
+            } else {
+                "http"
+            };
+            format!("{scheme}://{addr}")
         }
         (None, None) => unreachable!("the config is loaded whenever the URL is missing"),
     };
@@ -286,7 +298,21 @@ fn admin_client(config_path: &Path, url: Option<&str>) -> Result<AdminClient, Cl
             .map_err(|e| CliError::Failed(format!("{e} (or set TOLLGATE_ADMIN_TOKEN)")))?,
         (None, None) => unreachable!("the config is loaded whenever the token is missing"),
     };
-    Ok(AdminClient::new(&url, token)?)
+    // The admin port's own certificate file works as the trust root of a self-signed
+    // certificate, or when the file carries its CA after the leaf; a config that is not needed
+    // otherwise and cannot be read leaves the system's roots.
+    let https = url
+        .get(..6)
+        .is_some_and(|s| s.eq_ignore_ascii_case("https:"));
+    let ca = match (&admin.admin_ca, config) {
+        _ if !https => None,
+        (Some(ca), _) => Some(ca.clone()),
+        (None, Some(config)) => config.admin.tls.map(|files| files.cert),
+        (None, None) => Config::load(config_path)
+            .ok()
+            .and_then(|config| config.admin.tls.map(|files| files.cert)),
+    };
+    Ok(AdminClient::new(&url, token, ca.as_deref())?)
 }
 
 async fn token_command(client: &Backend, command: TokenCommand) -> Result<(), CliError> {

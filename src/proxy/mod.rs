@@ -4,7 +4,8 @@
 //! A request's life, in `handle`: route (`route.rs`) → authenticate where the route asks for it
 //! (the cache's verdict, then the route's permission) → refuse, or forward (header hygiene, the
 //! listener's upstream credential, pooled upstream client, streamed bodies) → count and log. No disk, no lock across an
-//! `.await`, nothing a client sends can panic it.
+//! `.await`, nothing a client sends can panic it. A listener with TLS does the handshake in the
+//! connection's own task before serving it (`crate::tls`).
 
 mod headers;
 mod respond;
@@ -22,18 +23,19 @@ use http::{Request, Response, Version};
 use http_body_util::Either;
 use hyper::body::Incoming;
 use hyper::service::service_fn;
-use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
 use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, watch};
+use tokio_rustls::TlsAcceptor;
 
 use crate::cache::{Identity, TokenCache, Verdict, presented_hint};
 use crate::config::{ListenerConfig, Upstream, UpstreamAuthorization};
 use crate::metrics::{ListenerMetrics, Outcome};
 use crate::time;
+use crate::tls::TlsError;
+use crate::tls::client::{UpstreamClient, upstream_client};
 use crate::token::Permission;
 
 pub use respond::ProxyBody;
@@ -63,36 +65,32 @@ pub struct ListenerState {
     settings: ArcSwap<ListenerSettings>,
     /// Set when the listener stops: HTTP/1 answers then ask the client to reconnect.
     draining: std::sync::atomic::AtomicBool,
+    /// The listener serves TLS (fixed at start): the upstream hears `X-Forwarded-Proto: https`.
+    secure: bool,
 }
 
 /// The part of a listener that the config decides and a reload may change, immutable once built.
 pub struct ListenerSettings {
     upstream: Upstream,
     upstream_timeout: Duration,
-    client: Client<HttpConnector, Incoming>,
+    client: UpstreamClient,
     access_log: bool,
     routes: RouteTable,
     authorization: UpstreamAuthorization,
     pass_session_cookies: bool,
 }
 
-/// The pooled client to a listener's upstream. Its inputs are the listener keys in
-/// [`CLIENT_KEYS`]; keep the two in step.
-fn upstream_client(config: &ListenerConfig) -> Client<HttpConnector, Incoming> {
-    let mut connector = HttpConnector::new();
-    connector.set_nodelay(true);
-    connector.set_connect_timeout(Some(config.connect_timeout));
-    Client::builder(TokioExecutor::new())
-        // Without a timer the idle timeout is silently ignored.
-        .pool_timer(TokioTimer::new())
-        .pool_idle_timeout(config.upstream_idle_timeout)
-        .build(connector)
-}
-
-/// The listener keys, as the config file names them, that `upstream_client` reads. A reload
-/// that changes one of them builds a new client; any other reload keeps the client and its warm
-/// connections.
-pub const CLIENT_KEYS: &[&str] = &["upstream", "connect_timeout", "upstream_idle_timeout"];
+/// The listener keys, as the config file names them, that `tls::client::upstream_client` reads.
+/// A reload that changes one of them builds a new client; any other reload keeps the client and
+/// its warm connections.
+pub const CLIENT_KEYS: &[&str] = &[
+    "upstream",
+    "connect_timeout",
+    "upstream_idle_timeout",
+    "upstream_ca",
+    "upstream_client_cert",
+    "upstream_client_key",
+];
 
 /// The listener keys that [`ListenerSettings`] reads besides the client's: with
 /// [`CLIENT_KEYS`], what a reload applies to a running listener. A key in neither list is fixed
@@ -109,15 +107,15 @@ pub const SETTINGS_KEYS: &[&str] = &[
 ];
 
 impl ListenerSettings {
-    pub fn new(config: &ListenerConfig, access_log: bool) -> Self {
-        ListenerSettings::with_client(config, access_log, upstream_client(config))
+    pub fn new(config: &ListenerConfig, access_log: bool) -> Result<Self, TlsError> {
+        Ok(ListenerSettings::with_client(
+            config,
+            access_log,
+            upstream_client(config)?,
+        ))
     }
 
-    fn with_client(
-        config: &ListenerConfig,
-        access_log: bool,
-        client: Client<HttpConnector, Incoming>,
-    ) -> Self {
+    fn with_client(config: &ListenerConfig, access_log: bool, client: UpstreamClient) -> Self {
         ListenerSettings {
             upstream: config.upstream.clone(),
             upstream_timeout: config.upstream_timeout,
@@ -136,39 +134,53 @@ impl ListenerState {
         cache: Arc<TokenCache>,
         metrics: ListenerMetrics,
         access_log: bool,
-    ) -> Self {
-        ListenerState {
+    ) -> Result<Self, TlsError> {
+        Ok(ListenerState {
             name: Arc::from(config.name.as_str()),
             max_connections: config.max_connections,
             cache,
             metrics,
-            settings: ArcSwap::from_pointee(ListenerSettings::new(config, access_log)),
+            settings: ArcSwap::from_pointee(ListenerSettings::new(config, access_log)?),
             draining: std::sync::atomic::AtomicBool::new(false),
-        }
+            secure: config.tls.is_some(),
+        })
     }
 
-    /// Applies a reloaded listener config: the settings it decides, from the next request on.
-    /// Requests already under way finish with the settings they started with. `new_client`
-    /// says whether the upstream client's inputs changed; otherwise the pooled client (and its
-    /// open connections) is kept. What is fixed at start (the name, bind address and
-    /// connection limit) is not read.
-    pub fn reconfigure(&self, config: &ListenerConfig, access_log: bool, new_client: bool) {
+    /// The settings a reloaded listener config decides, built but not yet in use (see
+    /// `install`). `new_client` says whether the upstream client's inputs changed; otherwise
+    /// the pooled client (and its open connections) is kept. A client that cannot be built (an
+    /// unreadable CA or client certificate) is an error, and nothing changes. What is fixed at
+    /// start (the name, bind address, connection limit, TLS) is not read.
+    pub fn prepare(
+        &self,
+        config: &ListenerConfig,
+        access_log: bool,
+        new_client: bool,
+    ) -> Result<Arc<ListenerSettings>, TlsError> {
         let client = if new_client {
-            upstream_client(config)
+            upstream_client(config)?
         } else {
             // A clone shares the pool.
             self.settings.load().client.clone()
         };
-        self.settings.store(Arc::new(ListenerSettings::with_client(
+        Ok(Arc::new(ListenerSettings::with_client(
             config, access_log, client,
-        )));
+        )))
+    }
+
+    /// Puts prepared settings in use from the next request on. Requests already under way
+    /// finish with the settings they started with.
+    pub fn install(&self, settings: Arc<ListenerSettings>) {
+        self.settings.store(settings);
     }
 }
 
-/// Serves one listener until `shutdown` turns true, then drains (see `drain`).
+/// Serves one listener until `shutdown` turns true, then drains (see `drain`). With `tls`,
+/// every connection is a TLS connection.
 pub async fn serve(
     listener: TcpListener,
     state: Arc<ListenerState>,
+    tls: Option<TlsAcceptor>,
     mut shutdown: watch::Receiver<bool>,
     grace: Duration,
 ) {
@@ -186,7 +198,10 @@ pub async fn serve(
         .keep_alive_interval(H2_KEEP_ALIVE)
         .keep_alive_timeout(H2_KEEP_ALIVE);
     let connections = Connections {
-        builder,
+        // Shared with the TLS connections' tasks, which build their connection after the
+        // handshake.
+        builder: Arc::new(builder),
+        tls,
         graceful: GracefulShutdown::new(),
         slots: Arc::new(Semaphore::new(state.max_connections)),
         state,
@@ -204,7 +219,8 @@ pub async fn serve(
 
 /// A listener's open connections: how they are served, counted and drained.
 struct Connections {
-    builder: auto::Builder<TokioExecutor>,
+    builder: Arc<auto::Builder<TokioExecutor>>,
+    tls: Option<TlsAcceptor>,
     graceful: GracefulShutdown,
     /// One permit per open connection, up to `max_connections`.
     slots: Arc<Semaphore>,
@@ -229,23 +245,34 @@ impl Connections {
                 handle(state.clone(), remote, request)
             })
         };
-        let connection = self
-            .builder
-            .serve_connection(TokioIo::new(stream), service)
-            .into_owned();
-        let connection = self.graceful.watch(connection);
-        tokio::spawn(async move {
-            let _permit = permit;
-            tokio::pin!(connection);
-            // hyper times out a slow request head only once it knows the protocol; a client
-            // that connects and sends nothing is closed here.
-            tokio::select! {
-                ended = &mut connection => return log_connection_end(ended),
-                _ = first_request.notified() => {}
-                _ = tokio::time::sleep(HEADER_READ_TIMEOUT) => return,
+        match &self.tls {
+            None => {
+                let connection = self
+                    .builder
+                    .serve_connection(TokioIo::new(stream), service)
+                    .into_owned();
+                let connection = self.graceful.watch(connection);
+                tokio::spawn(run_connection(connection, first_request, permit));
             }
-            log_connection_end(connection.await);
-        });
+            Some(acceptor) => {
+                let acceptor = acceptor.clone();
+                let builder = self.builder.clone();
+                // Taken now: a connection whose handshake ends after shutdown began is closed
+                // at once, and the drain waits for it.
+                let watcher = self.graceful.watcher();
+                tokio::spawn(async move {
+                    let Some(stream) =
+                        crate::tls::server::handshake(&acceptor, stream, HEADER_READ_TIMEOUT).await
+                    else {
+                        return;
+                    };
+                    let connection = builder
+                        .serve_connection(TokioIo::new(stream), service)
+                        .into_owned();
+                    run_connection(watcher.watch(connection), first_request, permit).await;
+                });
+            }
+        }
     }
 
     /// Stops serving without failing a request, also when a successor process already serves
@@ -293,6 +320,23 @@ impl Connections {
             );
         }
     }
+}
+
+/// Drives one client connection to its end, holding its slot.
+async fn run_connection<E: std::fmt::Display>(
+    connection: impl Future<Output = Result<(), E>>,
+    first_request: Arc<Notify>,
+    _permit: OwnedSemaphorePermit,
+) {
+    tokio::pin!(connection);
+    // hyper times out a slow request head only once it knows the protocol; a client that
+    // connects and sends nothing is closed here.
+    tokio::select! {
+        ended = &mut connection => return log_connection_end(ended),
+        _ = first_request.notified() => {}
+        _ = tokio::time::sleep(HEADER_READ_TIMEOUT) => return,
+    }
+    log_connection_end(connection.await);
 }
 
 /// Waits for a free connection slot, then for a connection.
@@ -540,7 +584,10 @@ async fn forward(
         headers.insert(headers::X_FORWARDED_HOST, host);
     }
     headers::append_forwarded_for(headers, &remote.ip().to_string());
-    headers.insert(headers::X_FORWARDED_PROTO, HeaderValue::from_static("http"));
+    headers.insert(
+        headers::X_FORWARDED_PROTO,
+        HeaderValue::from_static(if state.secure { "https" } else { "http" }),
+    );
     if let Some(identity) = identity {
         // The route was chosen by the request's method; an override header would have the
         // upstream do another one (a DELETE with only the permission to write).

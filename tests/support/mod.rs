@@ -5,6 +5,7 @@
 
 pub mod controller;
 pub mod reload;
+pub mod tls;
 
 use std::collections::HashMap;
 use std::convert::Infallible;
