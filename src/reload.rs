@@ -147,16 +147,7 @@ impl Reloader {
             .and_then(|bytes| self.parse(bytes));
         let config = match parsed {
             Ok(config) => config,
-            Err(e) => {
-                tracing::error!(
-                    error = %crate::ErrorChain(&e),
-                    "config reload refused; the running config stays"
-                );
-                self.metrics
-                    .config_reload(ReloadResult::Refused, crate::time::now());
-                self.refused = true;
-                return;
-            }
+            Err(e) => return self.refuse(&e),
         };
 
         let was_refused = std::mem::replace(&mut self.refused, false);
@@ -181,14 +172,7 @@ impl Reloader {
             return;
         }
         if let Err(e) = self.apply(&config, &live, &target) {
-            tracing::error!(
-                error = %crate::ErrorChain(&e),
-                "config reload refused; the running config stays"
-            );
-            self.metrics
-                .config_reload(ReloadResult::Refused, crate::time::now());
-            self.refused = true;
-            return;
+            return self.refuse(&e);
         }
         // The line is written at the more verbose of the two levels, so that it shows whichever
         // way the level moves.
@@ -203,6 +187,17 @@ impl Reloader {
         }
         self.metrics
             .config_reload(ReloadResult::Applied, crate::time::now());
+    }
+
+    /// A new config that cannot be applied: one line, and the running config stays.
+    fn refuse(&mut self, e: &(dyn std::error::Error + 'static)) {
+        tracing::error!(
+            error = %crate::ErrorChain(e),
+            "config reload refused; the running config stays"
+        );
+        self.metrics
+            .config_reload(ReloadResult::Refused, crate::time::now());
+        self.refused = true;
     }
 
     fn parse(&self, bytes: Vec<u8>) -> Result<Config, ConfigError> {
