@@ -331,6 +331,8 @@ async fn send(
         .header("authorization", authorization)
         .body(Empty::<Bytes>::new())
         .expect("request");
+    // A connection takes the next request only once it has finished with the last one.
+    sender.ready().await.expect("the probe connection is open");
     let response = sender.send_request(request).await.expect("probe");
     let status = response.status();
     let _ = response.into_body().collect().await;

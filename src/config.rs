@@ -762,6 +762,13 @@ fn upstream_tls(
 }
 
 fn parse_upstream(text: &str) -> Result<Upstream, String> {
+    // Checked first, and the URL not quoted: its user part may hold a password, and this
+    // message reaches the log when a reloaded config is refused.
+    if text.contains('@') {
+        return Err(
+            "credentials in the URL are not supported (the URL is not repeated here)".into(),
+        );
+    }
     let uri: http::Uri = text
         .parse()
         .map_err(|_| format!("{text:?} is not a URL such as \"http://127.0.0.1:8888\""))?;
@@ -777,11 +784,6 @@ fn parse_upstream(text: &str) -> Result<Upstream, String> {
         .authority()
         .cloned()
         .ok_or_else(|| format!("{text:?} has no host"))?;
-    if authority.as_str().contains('@') {
-        return Err(format!(
-            "{text:?}: credentials in the URL are not supported"
-        ));
-    }
     if uri.path_and_query().is_some_and(|p| p.as_str() != "/") {
         return Err(format!("{text:?}: an upstream URL has no path"));
     }

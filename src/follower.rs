@@ -45,18 +45,18 @@ pub async fn run(
     peer_id: String,
     mut stop: watch::Receiver<bool>,
 ) {
+    // The heartbeat runs on its own: a follow that waits (behind a long commit) or fails must
+    // not make this process look dead to the others, who would then stop waiting for it while
+    // it still serves. Late, it is waited for and named; dead, it is not.
+    let beating = tokio::spawn(heartbeat(registry.clone(), peer_id.clone(), stop.clone()));
     let mut wakeups = Wakeups::new([dir_of(store_path)], POLL);
-    let mut heartbeat = tokio::time::interval(PEER_HEARTBEAT);
-    heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    heartbeat.reset();
     loop {
         // A commit is one burst of writes; no settling: the first event already finds it, and
         // a read that comes too early is followed by the event of the commit's last write.
-        let beat = tokio::select! {
-            _ = wakeups.next(Duration::ZERO) => false,
-            _ = heartbeat.tick() => true,
+        tokio::select! {
+            _ = wakeups.next(Duration::ZERO) => {}
             _ = stop.changed() => break,
-        };
+        }
         let step = {
             let registry = registry.clone();
             let metrics = metrics.clone();
@@ -64,7 +64,7 @@ pub async fn run(
             move || -> Result<(), crate::store::StoreError> {
                 let applied = registry.follow()?;
                 // Others may be waiting for this process to apply their change.
-                if applied > 0 || beat {
+                if applied > 0 {
                     registry.announce(&peer_id)?;
                 }
                 metrics.store_followed(registry.applied(), registry.store().head()?, applied);
@@ -80,6 +80,7 @@ pub async fn run(
             Err(_) => break,
         }
     }
+    let _ = beating.await;
     let registry = registry.clone();
     match tokio::task::spawn_blocking(move || registry.withdraw()).await {
         Ok(Ok(())) => {}
@@ -88,5 +89,27 @@ pub async fn run(
             "cannot remove this process from the store's peers table; it expires on its own"
         ),
         Err(_) => {}
+    }
+}
+
+/// Refreshes this process's row in the peers table every `PEER_HEARTBEAT` until `stop`.
+async fn heartbeat(registry: Arc<Registry>, peer_id: String, mut stop: watch::Receiver<bool>) {
+    let mut beats = tokio::time::interval(PEER_HEARTBEAT);
+    beats.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    beats.reset();
+    loop {
+        tokio::select! {
+            _ = beats.tick() => {}
+            _ = stop.changed() => return,
+        }
+        let (registry, peer_id) = (registry.clone(), peer_id.clone());
+        match tokio::task::spawn_blocking(move || registry.announce(&peer_id)).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::warn!(
+                error = %crate::ErrorChain(&e),
+                "cannot refresh this process's row in the store's peers table; retrying"
+            ),
+            Err(_) => return,
+        }
     }
 }

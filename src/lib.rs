@@ -11,8 +11,6 @@
 //! - [`registry`]: write-through changes: commit to the store, then update the cache, then reply.
 //! - [`follower`]: applies to this process's cache the changes other processes commit to the
 //!   store (a server sharing the file, the command line working on it directly).
-//! - [`follower`]: applies other processes' changes to the store (a server sharing the file, the
-//!   offline command line) to this process's cache.
 //! - [`proxy`]: the data path: listeners, routes, authentication, header hygiene, forwarding.
 //! - [`admin`]: the admin listener: JSON API, the web page, health, readiness, metrics.
 //! - [`server`]: start-up in a fixed order and shutdown in one path; [`limits`] raises the

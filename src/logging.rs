@@ -4,7 +4,8 @@
 
 use std::sync::OnceLock;
 
-use tracing_subscriber::filter::LevelFilter;
+use tracing_subscriber::Layer;
+use tracing_subscriber::filter::{LevelFilter, Targets};
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::{Registry, reload};
@@ -34,6 +35,19 @@ pub fn init(config: &LogConfig) {
         // `init` installs at most one subscriber, so this is the first and only set.
         let _ = LEVEL.set(handle);
     }
+}
+
+/// The command line working on a store file directly: the registry's warnings (a running server
+/// that has not applied the change in time, say) go to stderr as plain lines, beside the
+/// command's own output and its one-line error.
+pub fn init_for_command_line() {
+    let output = tracing_subscriber::fmt::layer()
+        .with_writer(std::io::stderr)
+        .with_ansi(false)
+        .without_time()
+        .with_target(false)
+        .with_filter(Targets::new().with_target("tollgate::registry", LevelFilter::WARN));
+    let _ = tracing_subscriber::registry().with(output).try_init();
 }
 
 /// Changes the level of the log that [`init`] installed, from the next event on. False when

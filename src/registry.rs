@@ -108,10 +108,15 @@ impl Registry {
     ) -> Result<(TokenRecord, TokenSecret), StoreError> {
         let secret = TokenSecret::generate();
         let record = TokenRecord::issue(TokenId::generate(), spec, &secret, time::now());
-        let _order = self.ordered();
-        let event = self.store.create(&record, actor)?;
-        self.cache.upsert(&record);
-        self.applied_own(std::slice::from_ref(&event));
+        let event = {
+            let _order = self.ordered();
+            let event = self.store.create(&record, actor)?;
+            self.cache.upsert(&record);
+            self.applied_own(std::slice::from_ref(&event));
+            event
+        };
+        // An agent handed the new token may call any process on the store at once.
+        self.reach_peers(std::slice::from_ref(&event));
         Ok((record, secret))
     }
 
@@ -132,12 +137,16 @@ impl Registry {
                 record
             })
             .collect();
-        let _order = self.ordered();
-        let outcome = self.store.import(&records, actor)?;
-        for record in &outcome.imported {
-            self.cache.upsert(record);
-        }
-        self.applied_own(&outcome.events);
+        let outcome = {
+            let _order = self.ordered();
+            let outcome = self.store.import(&records, actor)?;
+            for record in &outcome.imported {
+                self.cache.upsert(record);
+            }
+            self.applied_own(&outcome.events);
+            outcome
+        };
+        self.reach_peers(&outcome.events);
         Ok(outcome)
     }
 
@@ -314,9 +323,30 @@ impl Registry {
         self.store.remove_peer(&id, stale)
     }
 
-    /// After a revoke or delete: waits for the other serving processes to apply it (the reply
-    /// must hold for them too). A process that does not answer in time is named in the log; the
-    /// change is committed either way, and it applies the change when it next follows.
+    /// The other processes serving from the store, those whose heartbeat is recent.
+    pub fn live_peers(&self) -> Result<Vec<Peer>, StoreError> {
+        let me = self
+            .peer_id
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        self.live_peers_but(me.as_deref())
+    }
+
+    fn live_peers_but(&self, me: Option<&str>) -> Result<Vec<Peer>, StoreError> {
+        let fresh_after = time::now_millis() - PEER_STALE.as_millis() as i64;
+        Ok(self
+            .store
+            .peers()?
+            .into_iter()
+            .filter(|p| Some(p.id.as_str()) != me && p.heartbeat_ms >= fresh_after)
+            .collect())
+    }
+
+    /// After a change: waits for the other serving processes to apply it (the reply must hold
+    /// for them too: a revoked token refused everywhere, a new one accepted everywhere). A
+    /// process that does not answer in time is named in the log; the change is committed either
+    /// way, and it applies the change when it next follows.
     fn reach_peers(&self, events: &[Event]) {
         let Some(last) = events.last() else { return };
         match self.wait_for_peers(last.seq) {
@@ -352,14 +382,7 @@ impl Registry {
         let started = Instant::now();
         let mut pause = Duration::from_micros(100);
         loop {
-            let now_ms = time::now_millis();
-            let live: Vec<Peer> = self
-                .store
-                .peers()?
-                .into_iter()
-                .filter(|p| Some(&p.id) != me.as_ref())
-                .filter(|p| p.heartbeat_ms >= now_ms - PEER_STALE.as_millis() as i64)
-                .collect();
+            let live = self.live_peers_but(me.as_deref())?;
             if live.is_empty() {
                 return Ok(PeerWait::Alone);
             }

@@ -9,7 +9,7 @@
 //! A new config is validated whole before anything is applied: an invalid one is refused with
 //! one log line and the running config stays. The new config is compared key by key with the
 //! running one. What may change live (see `is_live`) is applied by swapping each listener's
-//! settings ([`ListenerState::reconfigure`]): a request sees the old settings or the new ones,
+//! settings ([`ListenerState::prepare`], then [`ListenerState::install`]): a request sees the old settings or the new ones,
 //! never a mix. What is fixed at start (bind addresses, the store, the admin port, ...) is named
 //! in one log line as needing a restart, and left as it is.
 
@@ -172,6 +172,9 @@ impl Reloader {
             return;
         }
         if let Err(e) = self.apply(&config, &live, &target) {
+            // A file the config names (a CA, a client certificate) may come after it, as a
+            // Secret after a ConfigMap: look again at the next wake-up, not only on an edit.
+            self.seen = None;
             return self.refuse(&e);
         }
         // The line is written at the more verbose of the two levels, so that it shows whichever

@@ -84,15 +84,6 @@ pub async fn start(config: &Config) -> Result<Running, ServerError> {
     .map_err(|_| ServerError::Startup)??;
     let registry = Arc::new(registry);
     let metrics = Arc::new(Metrics::new());
-    // Join the processes serving from this store before serving: from here on, a revoke
-    // committed by another process waits for this one to apply it.
-    let peer_id = new_peer_id();
-    {
-        let (registry, metrics, peer_id) = (registry.clone(), metrics.clone(), peer_id.clone());
-        tokio::task::spawn_blocking(move || follower::join(&registry, &peer_id, &metrics))
-            .await
-            .map_err(|_| ServerError::Startup)??;
-    }
     tracing::info!(
         store = %config.store_path.display(),
         tokens = registry.cache().len(),
@@ -142,13 +133,41 @@ pub async fn start(config: &Config) -> Result<Running, ServerError> {
         })?;
 
     // Bind everything before serving anything: a port that is taken stops the start cleanly.
+    // Ports are shared (SO_REUSEPORT) only while another process serves from this store: a
+    // restart's predecessor. Otherwise a port in use is someone else's, and that stops the start.
+    let share_ports = {
+        let registry = registry.clone();
+        tokio::task::spawn_blocking(move || registry.live_peers().map(|p| !p.is_empty()))
+            .await
+            .map_err(|_| ServerError::Startup)??
+    };
     let mut bound = Vec::with_capacity(config.listeners.len());
     for (listener, state) in config.listeners.iter().zip(states) {
-        let tcp = bind(&listener.name, listener.bind)?;
+        let tcp = bind(&listener.name, listener.bind, share_ports)?;
         bound.push((listener, state, tcp));
     }
-    let admin_tcp = bind("admin", config.admin.bind)?;
+    let admin_tcp = bind("admin", config.admin.bind, share_ports)?;
+    let admin_tls_on = admin_tls.is_some();
     let admin_addr = local_addr(&admin_tcp, config.admin.bind);
+    let admin_state = Arc::new(AdminState {
+        registry: registry.clone(),
+        metrics: metrics.clone(),
+        credential,
+        ready: ready.clone(),
+    });
+    let admin_served =
+        serve_admin_on_own_thread(admin_tcp, admin_state, admin_tls, stop_rx.clone(), grace)?;
+
+    // Join the processes serving from this store, the last step before serving requests: from
+    // here on, a change committed by another process waits for this one to apply it. (Nothing
+    // after this can fail the start and leave a row behind.)
+    let peer_id = new_peer_id();
+    {
+        let (registry, metrics, peer_id) = (registry.clone(), metrics.clone(), peer_id.clone());
+        tokio::task::spawn_blocking(move || follower::join(&registry, &peer_id, &metrics))
+            .await
+            .map_err(|_| ServerError::Startup)??;
+    }
 
     let mut tasks = JoinSet::new();
     let mut listener_addrs = Vec::new();
@@ -160,20 +179,8 @@ pub async fn start(config: &Config) -> Result<Running, ServerError> {
         reloadable.push((listener.name.clone(), state.clone()));
         tasks.spawn(proxy::serve(tcp, state, acceptor, stop_rx.clone(), grace));
     }
-    tracing::info!(listener = "admin", addr = %admin_addr, tls = admin_tls.is_some(), "listening");
-    let admin_state = Arc::new(AdminState {
-        registry: registry.clone(),
-        metrics: metrics.clone(),
-        credential,
-        ready: ready.clone(),
-    });
-    tasks.spawn(serve_admin_on_own_thread(
-        admin_tcp,
-        admin_state,
-        admin_tls,
-        stop_rx.clone(),
-        grace,
-    )?);
+    tracing::info!(listener = "admin", addr = %admin_addr, tls = admin_tls_on, "listening");
+    tasks.spawn(admin_served);
     // Before ready: from then on a SIGHUP reloads rather than ends the process.
     metrics.config_loaded(crate::time::now());
     let reloader = Reloader::start(config, reloadable, metrics.clone()).await;
@@ -289,12 +296,22 @@ fn serving_tls(
 /// Binds with SO_REUSEPORT, so that a new process can bind the same ports while this one
 /// still serves them (a restart without a dropped request; the kernel spreads new connections
 /// over both until this one closes its sockets).
-fn bind(name: &str, addr: SocketAddr) -> Result<TcpListener, ServerError> {
-    reuse_port_listener(addr).map_err(|source| ServerError::Bind {
+/// Binds with SO_REUSEPORT, so that a successor process can bind the same ports while this one
+/// still serves them (a restart without a dropped request; the kernel spreads new connections
+/// over both until this one closes its sockets). With `share` false, a port already in use
+/// stops the start, as it would without SO_REUSEPORT: nobody on this store holds it, so
+/// whoever does would silently take part of the traffic.
+fn bind(name: &str, addr: SocketAddr, share: bool) -> Result<TcpListener, ServerError> {
+    let error = |source| ServerError::Bind {
         listener: name.to_owned(),
         addr,
         source,
-    })
+    };
+    if !share && addr.port() != 0 {
+        // A plain bind fails on a port that any socket, sharing or not, holds.
+        drop(std::net::TcpListener::bind(addr).map_err(error)?);
+    }
+    reuse_port_listener(addr).map_err(error)
 }
 
 fn reuse_port_listener(addr: SocketAddr) -> std::io::Result<TcpListener> {

@@ -462,8 +462,9 @@ async fn two_agents(tg: &Tollgate) -> (Created, Created) {
     (tok, other)
 }
 
-/// Needs the server to tail the change log (another part of the same issue): until then a
-/// running server applies an offline change only when it restarts.
+/// A running server follows the store's change log, so it applies a change made on the file by
+/// the command line within milliseconds (the command even waits for it to before it exits);
+/// polled with a deadline, never slept.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_running_server_refuses_a_token_revoked_offline() {
     let up = Upstream::start();

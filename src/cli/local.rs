@@ -40,6 +40,7 @@ impl LocalApi {
                 path.display()
             )));
         }
+        crate::logging::init_for_command_line();
         // Only what this process changes is held in memory: a store may hold a million tokens.
         let registry = Registry::unloaded(Store::open(path)?);
         Ok(LocalApi {

@@ -212,7 +212,7 @@ pub async fn serve(
             accepted = accept(&listener, &connections.slots, &connections.state.name) => accepted,
             _ = shutdown.changed() => break,
         };
-        connections.serve(permit, stream, remote);
+        connections.serve(Some(permit), stream, remote);
     }
     connections.drain(listener, grace).await;
 }
@@ -228,9 +228,11 @@ struct Connections {
 }
 
 impl Connections {
+    /// Serves one connection; `permit` is its slot (none only for the connections accepted
+    /// while draining beyond the limit).
     fn serve(
         &self,
-        permit: OwnedSemaphorePermit,
+        permit: Option<OwnedSemaphorePermit>,
         stream: tokio::net::TcpStream,
         remote: SocketAddr,
     ) {
@@ -293,16 +295,20 @@ impl Connections {
         self.state
             .draining
             .store(true, std::sync::atomic::Ordering::Release);
-        // `timeout` polls the accept once before it looks at the (zero) deadline.
-        while let Ok(Ok((stream, remote))) =
-            tokio::time::timeout(Duration::ZERO, listener.accept()).await
-        {
-            match self.slots.clone().try_acquire_owned() {
-                Ok(permit) => self.serve(permit, stream, remote),
-                Err(_) => break,
+        // Asked of the socket itself (the reactor may not have seen the newest ones yet), until
+        // the queue is empty. Over the connection limit too: refusing them now would reset them.
+        if let Ok(listener) = listener.into_std() {
+            while let Ok((stream, remote)) = listener.accept() {
+                let Ok(stream) = stream
+                    .set_nonblocking(true)
+                    .and_then(|()| tokio::net::TcpStream::from_std(stream))
+                else {
+                    continue;
+                };
+                let permit = self.slots.clone().try_acquire_owned().ok();
+                self.serve(permit, stream, remote);
             }
         }
-        drop(listener);
 
         let all_closed = || self.slots.available_permits() == self.state.max_connections;
         let handover = (grace / 2).min(HANDOVER);
@@ -326,7 +332,7 @@ impl Connections {
 async fn run_connection<E: std::fmt::Display>(
     connection: impl Future<Output = Result<(), E>>,
     first_request: Arc<Notify>,
-    _permit: OwnedSemaphorePermit,
+    _permit: Option<OwnedSemaphorePermit>,
 ) {
     tokio::pin!(connection);
     // hyper times out a slow request head only once it knows the protocol; a client that

@@ -9,6 +9,7 @@
 use std::fs::{self, File, OpenOptions};
 use std::io;
 use std::os::unix::fs::MetadataExt;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 use redb::{
@@ -287,10 +288,12 @@ impl Partial {
         getrandom::fill(&mut salt).map_err(io::Error::other)?;
         let salt: String = salt.iter().map(|b| format!("{b:02x}")).collect();
         let path = dir.join(format!(".{name}.{}-{salt}.partial", std::process::id()));
-        // Reserve the name: redb initialises an empty file, but would open a stale one.
+        // Reserve the name: redb initialises an empty file, but would open a stale one. Private
+        // from the first byte: it holds every token's name, digest and audit trail.
         OpenOptions::new()
             .write(true)
             .create_new(true)
+            .mode(0o600)
             .open(&path)?;
         Ok(Partial {
             path,
