@@ -63,10 +63,13 @@ pub async fn run(
             let peer_id = peer_id.clone();
             move || -> Result<(), crate::store::StoreError> {
                 let applied = registry.follow()?;
-                // Others may be waiting for this process to apply their change.
-                if applied > 0 {
-                    registry.announce(&peer_id)?;
+                if applied == 0 {
+                    // Caught up when it looked: the head was what this process had applied.
+                    metrics.store_followed(registry.applied(), registry.applied(), 0);
+                    return Ok(());
                 }
+                // Others may be waiting for this process to apply their change.
+                registry.announce(&peer_id)?;
                 metrics.store_followed(registry.applied(), registry.store().head()?, applied);
                 Ok(())
             }
