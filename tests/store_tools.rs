@@ -668,21 +668,26 @@ fn a_backup_refuses_to_replace_a_file_and_restores_as_a_store() {
     assert_eq!(shown["name"], "a");
 }
 
+/// Fills the store file `store` with `n` tokens, imported offline by digest.
+fn import_tokens(dir: &Path, store: &Path, n: usize) {
+    let tokens: Vec<Value> = (0..n)
+        .map(|i| json!({"name": format!("t{i}"), "digest": sha256_hex(format!("t{i}").as_bytes())}))
+        .collect();
+    offline_with_stdin(
+        dir,
+        store,
+        &["token", "import", "-"],
+        json!({ "tokens": tokens }).to_string().as_bytes(),
+    )
+    .ok();
+}
+
 #[test]
 fn an_interrupted_backup_leaves_no_target_behind() {
     let dir = tempfile::tempdir().unwrap();
     let store = dir.path().join("tollgate.redb");
     // Enough tokens that the copy takes a moment.
-    let tokens: Vec<Value> = (0..10_000)
-        .map(|i| json!({"name": format!("t{i}"), "digest": sha256_hex(format!("t{i}").as_bytes())}))
-        .collect();
-    offline_with_stdin(
-        dir.path(),
-        &store,
-        &["token", "import", "-"],
-        json!({ "tokens": tokens }).to_string().as_bytes(),
-    )
-    .ok();
+    import_tokens(dir.path(), &store, 10_000);
     let target = dir.path().join("out/backup.redb");
     let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_tollgate"))
         .args([
@@ -733,16 +738,7 @@ fn check_reports_files_that_are_not_sound() {
 
     // A store cut short, as a copy interrupted by hand would be.
     let whole = dir.path().join("whole.redb");
-    let tokens: Vec<Value> = (0..2_000)
-        .map(|i| json!({"name": format!("t{i}"), "digest": sha256_hex(format!("t{i}").as_bytes())}))
-        .collect();
-    offline_with_stdin(
-        dir.path(),
-        &whole,
-        &["token", "import", "-"],
-        json!({ "tokens": tokens }).to_string().as_bytes(),
-    )
-    .ok();
+    import_tokens(dir.path(), &whole, 2_000);
     let bytes = std::fs::read(&whole).unwrap();
     let cut = dir.path().join("cut.redb");
     std::fs::write(&cut, &bytes[..bytes.len() / 2]).unwrap();

@@ -473,6 +473,22 @@ async fn a_bad_new_pair_is_refused_once_and_the_old_one_served_until_a_good_pair
     }
 }
 
+/// Starts tollgate in `pki`'s directory with `text`, which must fail it: exit 1, before serving.
+/// `why` says what should have stopped it.
+fn refused_start(pki: Pki, text: &str, why: &str) -> StartFailure {
+    let Pki { dir, .. } = pki;
+    let failure = match Tollgate::try_start_in(dir, text, Some("adm-x".repeat(8))) {
+        Ok(_) => panic!("{why}"),
+        Err(f) => f,
+    };
+    assert_eq!(
+        failure.status.and_then(|s| s.code()),
+        Some(1),
+        "{failure:#?}"
+    );
+    failure
+}
+
 #[test]
 fn a_mismatched_pair_at_start_stops_it_with_one_clear_line() {
     let pki = Pki::new();
@@ -486,15 +502,10 @@ fn a_mismatched_pair_at_start_stops_it_with_one_clear_line() {
     );
     let text = render(&config, pki.dir.path(), None);
     let key_path = pki.path("tls.key").display().to_string();
-    let Pki { dir, .. } = pki;
-    let failure = match Tollgate::try_start_in(dir, &text, Some("adm-x".repeat(8))) {
-        Ok(_) => panic!("tollgate started with a key that does not match its certificate"),
-        Err(f) => f,
-    };
-    assert_eq!(
-        failure.status.and_then(|s| s.code()),
-        Some(1),
-        "{failure:#?}"
+    let failure = refused_start(
+        pki,
+        &text,
+        "tollgate started with a key that does not match its certificate",
     );
     let lines: Vec<&String> = failure
         .stderr
@@ -526,16 +537,7 @@ fn an_unreadable_upstream_ca_at_start_names_the_key_and_the_file() {
         .replace("ca.pem", "missing-ca.pem");
     let config = support::Config::new().listener_with("api", &pki.upstream.url(), &keys);
     let text = render(&config, pki.dir.path(), None);
-    let Pki { dir, .. } = pki;
-    let failure = match Tollgate::try_start_in(dir, &text, Some("adm-x".repeat(8))) {
-        Ok(_) => panic!("tollgate started without its upstream CA file"),
-        Err(f) => f,
-    };
-    assert_eq!(
-        failure.status.and_then(|s| s.code()),
-        Some(1),
-        "{failure:#?}"
-    );
+    let failure = refused_start(pki, &text, "tollgate started without its upstream CA file");
     let stderr = failure.stderr.join("\n");
     assert!(
         stderr.contains("upstream_ca") && stderr.contains("missing-ca.pem"),

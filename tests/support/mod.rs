@@ -274,60 +274,52 @@ fn header_values<'a>(headers: &'a [(String, String)], name: &str) -> Vec<&'a str
 
 type UpBody = BoxBody<Bytes, Infallible>;
 
-/// A real HTTP/1.1 server on a loopback port, run on its own thread and runtime so that it serves
-/// whatever the test's own runtime is doing.
-pub struct Upstream {
+/// A server on a loopback port, run on its own thread and runtime so that it serves whatever the
+/// test's own runtime is doing; each accepted connection goes to `on_connection` in a task of
+/// its own. Stopped and joined when dropped.
+pub struct ServerThread {
     addr: SocketAddr,
-    recorded: Arc<Mutex<Vec<Recorded>>>,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     thread: Option<JoinHandle<()>>,
 }
 
-impl Upstream {
-    pub fn start() -> Upstream {
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind the upstream");
+impl ServerThread {
+    pub fn start<F, Fut>(name: &str, on_connection: F) -> ServerThread
+    where
+        F: Fn(tokio::net::TcpStream) -> Fut + Send + 'static,
+        Fut: Future<Output = ()> + Send + 'static,
+    {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind the server");
         listener
             .set_nonblocking(true)
             .expect("a tokio listener needs a non-blocking socket");
         let addr = listener.local_addr().expect("bound socket has an address");
-        let recorded = Arc::new(Mutex::new(Vec::new()));
         let (stop_tx, mut stop_rx) = tokio::sync::oneshot::channel::<()>();
-        let rec = recorded.clone();
         let thread = std::thread::Builder::new()
-            .name("upstream".into())
+            .name(name.into())
             .spawn(move || {
                 let rt = tokio::runtime::Builder::new_multi_thread()
                     .worker_threads(2)
                     .enable_all()
                     .build()
-                    .expect("build the upstream runtime");
+                    .expect("build the server's runtime");
                 rt.block_on(async move {
                     let listener = tokio::net::TcpListener::from_std(listener)
-                        .expect("register the upstream listener");
+                        .expect("register the server's listener");
                     loop {
                         tokio::select! {
                             _ = &mut stop_rx => break,
                             accepted = listener.accept() => {
                                 let Ok((stream, _)) = accepted else { continue };
-                                let _ = stream.set_nodelay(true);
-                                let rec = rec.clone();
-                                tokio::spawn(async move {
-                                    let service = hyper::service::service_fn(move |req| {
-                                        upstream_handle(rec.clone(), req)
-                                    });
-                                    let _ = hyper::server::conn::http1::Builder::new()
-                                        .serve_connection(TokioIo::new(stream), service)
-                                        .await;
-                                });
+                                tokio::spawn(on_connection(stream));
                             }
                         }
                     }
                 });
             })
-            .expect("spawn the upstream thread");
-        Upstream {
+            .expect("spawn the server's thread");
+        ServerThread {
             addr,
-            recorded,
             stop: Some(stop_tx),
             thread: Some(thread),
         }
@@ -336,10 +328,50 @@ impl Upstream {
     pub fn addr(&self) -> SocketAddr {
         self.addr
     }
+}
+
+impl Drop for ServerThread {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+/// A real HTTP/1.1 server on a loopback port that records every request head and echoes it.
+pub struct Upstream {
+    server: ServerThread,
+    recorded: Arc<Mutex<Vec<Recorded>>>,
+}
+
+impl Upstream {
+    pub fn start() -> Upstream {
+        let recorded = Arc::new(Mutex::new(Vec::new()));
+        let rec = recorded.clone();
+        let server = ServerThread::start("upstream", move |stream| {
+            let _ = stream.set_nodelay(true);
+            let rec = rec.clone();
+            async move {
+                let service =
+                    hyper::service::service_fn(move |req| upstream_handle(rec.clone(), req));
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(stream), service)
+                    .await;
+            }
+        });
+        Upstream { server, recorded }
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.server.addr()
+    }
 
     /// `http://127.0.0.1:PORT`, for a listener's `upstream`.
     pub fn url(&self) -> String {
-        format!("http://{}", self.addr)
+        format!("http://{}", self.addr())
     }
 
     /// Every request head received so far, in arrival order.
@@ -362,17 +394,6 @@ impl Upstream {
             async move { found }
         })
         .await
-    }
-}
-
-impl Drop for Upstream {
-    fn drop(&mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
-        }
     }
 }
 

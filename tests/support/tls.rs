@@ -6,7 +6,6 @@ use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
-use std::thread::JoinHandle;
 
 use bytes::Bytes;
 use http::{Request, Response, Version};
@@ -21,7 +20,7 @@ use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
 use tokio_rustls::{TlsAcceptor, TlsConnector};
 
-use super::{Resp, read_response, sha256_hex};
+use super::{Resp, ServerThread, read_response, sha256_hex};
 
 /// The ring provider, the only one compiled in; tests build every config with it explicitly.
 fn provider() -> Arc<rustls::crypto::CryptoProvider> {
@@ -206,9 +205,7 @@ impl SecretMount {
 /// by the test CA, and answers every request with a JSON echo: method, path, headers, the
 /// protocol version and the SHA-256 of the client's certificate. Runs on its own thread.
 pub struct TlsUpstream {
-    addr: SocketAddr,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-    thread: Option<JoinHandle<()>>,
+    server: ServerThread,
 }
 
 impl TlsUpstream {
@@ -227,73 +224,31 @@ impl TlsUpstream {
             .with_single_cert(chain, key)
             .expect("the upstream's certificate");
         let acceptor = TlsAcceptor::from(Arc::new(config));
-
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind the upstream");
-        listener
-            .set_nonblocking(true)
-            .expect("a tokio listener needs a non-blocking socket");
-        let addr = listener.local_addr().expect("bound socket has an address");
-        let (stop_tx, mut stop_rx) = tokio::sync::oneshot::channel::<()>();
-        let thread = std::thread::Builder::new()
-            .name("tls-upstream".into())
-            .spawn(move || {
-                let rt = tokio::runtime::Builder::new_multi_thread()
-                    .worker_threads(2)
-                    .enable_all()
-                    .build()
-                    .expect("build the upstream runtime");
-                rt.block_on(async move {
-                    let listener = tokio::net::TcpListener::from_std(listener)
-                        .expect("register the upstream listener");
-                    loop {
-                        tokio::select! {
-                            _ = &mut stop_rx => break,
-                            accepted = listener.accept() => {
-                                let Ok((stream, _)) = accepted else { continue };
-                                let acceptor = acceptor.clone();
-                                tokio::spawn(async move {
-                                    // A client without a good certificate fails here.
-                                    let Ok(stream) = acceptor.accept(stream).await else { return };
-                                    let client_cert = stream
-                                        .get_ref()
-                                        .1
-                                        .peer_certificates()
-                                        .and_then(|c| c.first())
-                                        .map(|c| sha256_hex(c.as_ref()));
-                                    let service = hyper::service::service_fn(move |req| {
-                                        echo(client_cert.clone(), req)
-                                    });
-                                    let _ = hyper::server::conn::http1::Builder::new()
-                                        .serve_connection(TokioIo::new(stream), service)
-                                        .await;
-                                });
-                            }
-                        }
-                    }
-                });
-            })
-            .expect("spawn the upstream thread");
-        TlsUpstream {
-            addr,
-            stop: Some(stop_tx),
-            thread: Some(thread),
-        }
+        let server = ServerThread::start("tls-upstream", move |stream| {
+            let acceptor = acceptor.clone();
+            async move {
+                // A client without a good certificate fails here.
+                let Ok(stream) = acceptor.accept(stream).await else {
+                    return;
+                };
+                let client_cert = stream
+                    .get_ref()
+                    .1
+                    .peer_certificates()
+                    .and_then(|c| c.first())
+                    .map(|c| sha256_hex(c.as_ref()));
+                let service = hyper::service::service_fn(move |req| echo(client_cert.clone(), req));
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(stream), service)
+                    .await;
+            }
+        });
+        TlsUpstream { server }
     }
 
     /// `https://localhost:PORT`, the name its certificate carries.
     pub fn url(&self) -> String {
-        format!("https://localhost:{}", self.addr.port())
-    }
-}
-
-impl Drop for TlsUpstream {
-    fn drop(&mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
-        }
+        format!("https://localhost:{}", self.server.addr().port())
     }
 }
 
