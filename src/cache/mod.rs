@@ -249,7 +249,7 @@ impl TokenCache {
     pub fn upsert_view(&self, view: &TokenView<'_>) {
         let fresh = Entry {
             id: view.id,
-            name: Name::new(&header_safe_name(view.name)),
+            name: header_safe(view.name),
             permissions: view.permissions,
             expires_at: view.expires_at.unwrap_or(NO_EXPIRY),
             state: if view.revoked {
@@ -414,10 +414,24 @@ fn token_from_header(value: &[u8]) -> Option<&[u8]> {
 
 /// The name as header-safe text: visible ASCII and spaces as they are, every other byte (UTF-8
 /// beyond ASCII, and `%` itself) percent-encoded, so that no upstream has to guess a charset.
+/// The name as held in the cache: copied as is when it is header-safe already (every name
+/// created through the API is), encoded otherwise.
+fn header_safe(name: &str) -> Name {
+    if name.bytes().all(is_header_safe) {
+        Name::new(name)
+    } else {
+        Name::new(&header_safe_name(name))
+    }
+}
+
+fn is_header_safe(b: u8) -> bool {
+    (b' '..=b'~').contains(&b) && b != b'%'
+}
+
 fn header_safe_name(name: &str) -> String {
     let mut encoded = String::with_capacity(name.len());
     for b in name.bytes() {
-        if (b' '..=b'~').contains(&b) && b != b'%' {
+        if is_header_safe(b) {
             encoded.push(b as char);
         } else {
             encoded.push_str(&format!("%{b:02X}"));
@@ -565,6 +579,13 @@ mod tests {
         assert_eq!(header_safe_name("agent east-1"), "agent east-1");
         assert_eq!(header_safe_name("capteur-été"), "capteur-%C3%A9t%C3%A9");
         assert_eq!(header_safe_name("100%"), "100%25");
+        for name in ["agent east-1", "capteur-été", "100%", "tab\there"] {
+            assert_eq!(
+                header_safe(name).as_str(),
+                header_safe_name(name),
+                "{name:?}"
+            );
+        }
     }
 
     #[test]

@@ -5,6 +5,17 @@ use std::fmt;
 /// Lowercase Crockford base32: no `i`, `l`, `o` or `u`, so ids read back without confusion.
 const ALPHABET: &[u8; 32] = b"0123456789abcdefghjkmnpqrstvwxyz";
 const ID_LEN: usize = 16;
+/// `IS_ID_BYTE[b]`: whether `b` is in `ALPHABET`. A start-up parses a million ids; a table
+/// lookup per byte is several times faster than searching the alphabet.
+const IS_ID_BYTE: [bool; 256] = {
+    let mut table = [false; 256];
+    let mut i = 0;
+    while i < ALPHABET.len() {
+        table[ALPHABET[i] as usize] = true;
+        i += 1;
+    }
+    table
+};
 
 /// 16 characters of base32: 80 random bits, so ids never collide in practice (the store still
 /// refuses a duplicate). Kept inline so that the cache holds no heap allocation for it.
@@ -33,7 +44,7 @@ impl TokenId {
         let bytes: [u8; ID_LEN] = s.as_bytes().try_into().ok()?;
         bytes
             .iter()
-            .all(|b| ALPHABET.contains(b))
+            .all(|&b| IS_ID_BYTE[usize::from(b)])
             .then_some(TokenId(bytes))
     }
 
@@ -65,6 +76,23 @@ mod tests {
         assert_eq!(TokenId::parse(a.as_str()), Some(a));
         assert_ne!(a, TokenId::generate());
         assert_eq!(a.as_str().len(), 16);
+    }
+
+    #[test]
+    fn parse_accepts_exactly_the_alphabet() {
+        for b in 0..=255u8 {
+            let candidate = [if b.is_ascii() { b } else { b'0' }; ID_LEN];
+            let Ok(text) = std::str::from_utf8(&candidate) else {
+                continue;
+            };
+            assert_eq!(
+                TokenId::parse(text).is_some(),
+                !b.is_ascii() || ALPHABET.contains(&b),
+                "byte {b:#04x}"
+            );
+        }
+        // Beyond ASCII, as a string can carry it.
+        assert_eq!(TokenId::parse("0123456789abcdé"), None);
     }
 
     #[test]
