@@ -3,8 +3,8 @@
 //! the file directly.
 //!
 //! The store's event log is the change feed. This process applies it from the last sequence
-//! number it applied, whenever something in the store's directory changes (a commit writes the
-//! file) and once a second regardless, for what a watch can miss. After applying, and on a
+//! number it applied, whenever the store's commit bell rings (`store::bell`: a commit that
+//! changed tokens) and once a second regardless, for what the bell can miss. After applying, and on a
 //! heartbeat, it says in the store's peers table how far it has applied, so that a process that
 //! commits a revoke can wait for every other one before replying.
 
@@ -16,9 +16,9 @@ use tokio::sync::watch;
 
 use crate::metrics::Metrics;
 use crate::registry::{PEER_HEARTBEAT, Registry};
-use crate::watch::{Wakeups, dir_of};
+use crate::store::bell;
 
-/// How often the store is read even when no file event came.
+/// How often the store is read even when the bell did not ring.
 const POLL: Duration = Duration::from_secs(1);
 
 /// Joins the processes serving from the store: says so in the peers table, then catches up
@@ -49,12 +49,16 @@ pub async fn run(
     // not make this process look dead to the others, who would then stop waiting for it while
     // it still serves. Late, it is waited for and named; dead, it is not.
     let beating = tokio::spawn(heartbeat(registry.clone(), peer_id.clone(), stop.clone()));
-    let mut wakeups = Wakeups::new([dir_of(store_path)], POLL);
+    let mut bell = listen(store_path);
+    let mut poll = tokio::time::interval(POLL);
+    poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // The first tick of an interval is immediate; `join` has just caught up.
+    poll.reset();
     loop {
-        // A commit is one burst of writes; no settling: the first event already finds it, and
-        // a read that comes too early is followed by the event of the commit's last write.
+        // The bell rings once a commit is durable, so the first read after it finds the change.
         tokio::select! {
-            _ = wakeups.next(Duration::ZERO) => {}
+            _ = rung(&mut bell) => {}
+            _ = poll.tick() => {}
             _ = stop.changed() => break,
         }
         let step = {
@@ -92,6 +96,30 @@ pub async fn run(
             "cannot remove this process from the store's peers table; it expires on its own"
         ),
         Err(_) => {}
+    }
+}
+
+/// Listens to the store's commit bell, or logs why not: the periodic look still follows.
+fn listen(store_path: &Path) -> Option<bell::Listener> {
+    match bell::Listener::new(store_path) {
+        Ok(listener) => Some(listener),
+        Err(e) => {
+            tracing::warn!(
+                store = %store_path.display(),
+                error = %e,
+                poll_ms = POLL.as_millis() as u64,
+                "cannot listen to the store's commit bell; changes are seen by polling only"
+            );
+            None
+        }
+    }
+}
+
+/// The next ring, or never without a listener.
+async fn rung(bell: &mut Option<bell::Listener>) {
+    match bell {
+        Some(listener) => listener.rung().await,
+        None => std::future::pending().await,
     }
 }
 

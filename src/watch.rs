@@ -7,20 +7,31 @@
 //! event queue, a watch that could not be set up at all). Whoever wakes up re-reads and compares
 //! ([`Fingerprint`]): events are hints, never a count of changes.
 
+use std::io;
+use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 use std::time::Duration;
 
-use notify::{EventKind, RecursiveMode, Watcher};
+use rustix::fs::inotify::{self, CreateFlags, ReadFlags, WatchFlags};
 use sha2::{Digest, Sha256};
 use tokio::sync::Notify;
+
+/// What, in a watched directory, may mean that a file has new contents: a file written and
+/// closed, moved in or out, created, deleted, or its attributes changed (`touch`). Not each
+/// write (`IN_MODIFY`): a store in the same directory writes thousands of pages per commit,
+/// and hearing each one cost a busy thread.
+const DIR_CHANGES: WatchFlags = WatchFlags::CLOSE_WRITE
+    .union(WatchFlags::MOVED_TO)
+    .union(WatchFlags::MOVED_FROM)
+    .union(WatchFlags::CREATE)
+    .union(WatchFlags::DELETE)
+    .union(WatchFlags::ATTRIB);
 
 /// Wakes its owner on any change in a set of directories, and every `poll` regardless.
 pub struct Wakeups {
     changed: Arc<Notify>,
     poll: tokio::time::Interval,
-    // Dropping the watcher ends the watch; kept for as long as the wake-ups are wanted.
-    _watcher: Option<notify::RecommendedWatcher>,
 }
 
 impl Wakeups {
@@ -28,49 +39,40 @@ impl Wakeups {
     /// log and left to the periodic tick. Must be called within a tokio runtime.
     pub fn new(dirs: impl IntoIterator<Item = PathBuf>, poll: Duration) -> Wakeups {
         let changed = Arc::new(Notify::new());
-        let dirs: Vec<PathBuf> = dirs.into_iter().collect();
-        let watcher = {
-            let changed = changed.clone();
-            notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
-                // Our own reads of the files must not wake us again.
-                if !matches!(event, Ok(ref e) if matches!(e.kind, EventKind::Access(_))) {
-                    // `notify_one` keeps one permit: a burst of events makes one wake-up.
-                    changed.notify_one();
-                }
-            })
-        };
-        let watcher = match watcher {
-            Ok(mut watcher) => {
-                for dir in &dirs {
-                    if let Err(e) = watcher.watch(dir, RecursiveMode::NonRecursive) {
-                        tracing::warn!(
+        let poll_ms = poll.as_millis() as u64;
+        match inotify::init(CreateFlags::CLOEXEC) {
+            Ok(fd) => {
+                let mut watching = false;
+                for dir in dirs {
+                    match inotify::add_watch(&fd, &dir, DIR_CHANGES) {
+                        Ok(_) => watching = true,
+                        Err(e) => tracing::warn!(
                             dir = %dir.display(),
                             error = %e,
-                            poll_ms = poll.as_millis() as u64,
+                            poll_ms,
                             "cannot watch the directory; changes are seen by polling only"
-                        );
+                        ),
                     }
                 }
-                Some(watcher)
+                if watching && let Err(e) = wake_on_events(fd, Arc::downgrade(&changed)) {
+                    tracing::warn!(
+                        error = %e,
+                        poll_ms,
+                        "cannot watch files; changes are seen by polling only"
+                    );
+                }
             }
-            Err(e) => {
-                tracing::warn!(
-                    error = %e,
-                    poll_ms = poll.as_millis() as u64,
-                    "cannot watch files; changes are seen by polling only"
-                );
-                None
-            }
-        };
+            Err(e) => tracing::warn!(
+                error = %e,
+                poll_ms,
+                "cannot watch files; changes are seen by polling only"
+            ),
+        }
         let mut poll = tokio::time::interval(poll);
         poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         // The first tick of an interval is immediate; the owner has just read everything.
         poll.reset();
-        Wakeups {
-            changed,
-            poll,
-            _watcher: watcher,
-        }
+        Wakeups { changed, poll }
     }
 
     /// Waits for an event in a watched directory or the next periodic tick. After an event it
@@ -86,6 +88,35 @@ impl Wakeups {
             _ = self.poll.tick() => {}
         }
     }
+}
+
+/// Reads the inotify descriptor `fd` on a thread of its own (a blocking read: no registration
+/// with the async reactor, which would take unsafe code) and wakes `changed` on each event. The
+/// thread ends at the first event after `changed` is dropped, or when the descriptor fails.
+pub fn wake_on_events(fd: OwnedFd, changed: Weak<Notify>) -> io::Result<()> {
+    std::thread::Builder::new()
+        .name("tollgate-watch".into())
+        .spawn(move || {
+            let mut buf = [std::mem::MaybeUninit::<u8>::uninit(); 4096];
+            let mut events = inotify::Reader::new(&fd, &mut buf);
+            loop {
+                match events.next() {
+                    // A watch removed (its directory or file gone): the others may go on.
+                    Ok(event) if event.events().contains(ReadFlags::IGNORED) => {}
+                    Ok(_) => match changed.upgrade() {
+                        // `notify_one` keeps one permit: a burst of events makes one wake-up.
+                        Some(changed) => changed.notify_one(),
+                        None => return,
+                    },
+                    Err(rustix::io::Errno::INTR) => {}
+                    Err(e) => {
+                        tracing::warn!(error = %e, "a file watch failed; polling only");
+                        return;
+                    }
+                }
+            }
+        })
+        .map(drop)
 }
 
 /// The directory to watch for a file: its parent, or the working directory for a bare name.

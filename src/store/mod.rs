@@ -29,6 +29,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::time::UnixSeconds;
 
+pub mod bell;
 pub mod maintenance;
 mod record_codec;
 mod shared;
@@ -287,6 +288,11 @@ impl Store {
         Ok(())
     }
 
+    /// Tells the processes following this file that a commit changed its tokens (`bell`).
+    fn ring(&self) {
+        bell::ring(&self.path);
+    }
+
     /// How many tokens the store holds.
     pub fn token_count(&self) -> Result<u64, StoreError> {
         let txn = self.db.begin_read()?;
@@ -348,6 +354,7 @@ impl Store {
             tables.insert(record, EventAction::Created, actor)?
         };
         txn.commit()?;
+        self.ring();
         Ok(event)
     }
 
@@ -374,6 +381,9 @@ impl Store {
             }
         }
         txn.commit()?;
+        if !outcome.events.is_empty() {
+            self.ring();
+        }
         Ok(outcome)
     }
 
@@ -420,6 +430,7 @@ impl Store {
             txn.abort()?;
         } else {
             txn.commit()?;
+            self.ring();
         }
         Ok(outcome)
     }
@@ -464,6 +475,7 @@ impl Store {
             txn.abort()?;
         } else {
             txn.commit()?;
+            self.ring();
         }
         Ok(outcome)
     }
