@@ -89,7 +89,13 @@ pub fn remove_client_forwarding(headers: &mut HeaderMap) {
 }
 
 /// Appends the client's address to `X-Forwarded-For`, keeping what earlier proxies wrote.
-pub fn append_forwarded_for(headers: &mut HeaderMap, client_ip: &str) {
+pub fn append_forwarded_for(headers: &mut HeaderMap, client_ip: &HeaderValue) {
+    if !headers.contains_key(&X_FORWARDED_FOR) {
+        // The common case (no proxy in front): the connection's value, shared, not rebuilt.
+        headers.insert(X_FORWARDED_FOR, client_ip.clone());
+        return;
+    }
+    let client_ip = client_ip.to_str().expect("built from an IP address");
     let mut value = String::new();
     for earlier in headers.get_all(&X_FORWARDED_FOR) {
         if let Ok(earlier) = earlier.to_str() {
@@ -154,9 +160,9 @@ mod tests {
     #[test]
     fn forwarded_for_appends() {
         let mut h = HeaderMap::new();
-        append_forwarded_for(&mut h, "127.0.0.1");
+        append_forwarded_for(&mut h, &HeaderValue::from_static("127.0.0.1"));
         assert_eq!(h[&X_FORWARDED_FOR], "127.0.0.1");
-        append_forwarded_for(&mut h, "10.0.0.1");
+        append_forwarded_for(&mut h, &HeaderValue::from_static("10.0.0.1"));
         assert_eq!(h[&X_FORWARDED_FOR], "127.0.0.1, 10.0.0.1");
     }
 }

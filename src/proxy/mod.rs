@@ -239,12 +239,13 @@ impl Connections {
         // Best effort: a socket that refuses it still works, only slower.
         let _ = stream.set_nodelay(true);
         let first_request = Arc::new(Notify::new());
+        let remote = Arc::new(Remote::new(remote));
         let service = {
             let state = self.state.clone();
             let first_request = first_request.clone();
             service_fn(move |request| {
                 first_request.notify_one();
-                handle(state.clone(), remote, request)
+                handle(state.clone(), remote.clone(), request)
             })
         };
         match &self.tls {
@@ -376,11 +377,29 @@ fn log_connection_end<E: std::fmt::Display>(ended: Result<(), E>) {
     }
 }
 
+/// The client at the other end of a connection, as its requests need it.
+struct Remote {
+    addr: SocketAddr,
+    /// The address as an `X-Forwarded-For` value, made once per connection rather than per
+    /// request.
+    forwarded_for: HeaderValue,
+}
+
+impl Remote {
+    fn new(addr: SocketAddr) -> Remote {
+        Remote {
+            addr,
+            forwarded_for: HeaderValue::from_str(&addr.ip().to_string())
+                .expect("an IP address is a valid header value"),
+        }
+    }
+}
+
 /// One request's life: route, authenticate where the route asks for it, then refuse or forward;
 /// count and log either way.
 async fn handle(
     state: Arc<ListenerState>,
-    remote: SocketAddr,
+    remote: Arc<Remote>,
     request: Request<Incoming>,
 ) -> Result<Response<ProxyBody>, Infallible> {
     // One load per request: every step below reads this snapshot, whatever a reload does
@@ -411,17 +430,17 @@ async fn handle(
             match decision.access {
                 Access::Deny => Handled::refused(respond::forbidden(), Outcome::RouteDenied, None),
                 Access::Public => {
-                    forward(&state, &settings, remote, None, request, Outcome::Public).await
+                    forward(&state, &settings, &remote, None, request, Outcome::Public).await
                 }
                 Access::Token | Access::Require(_)
                     if decision.sessions && settings.is_session_request(&request) =>
                 {
-                    forward(&state, &settings, remote, None, request, Outcome::Session).await
+                    forward(&state, &settings, &remote, None, request, Outcome::Session).await
                 }
-                Access::Token => authenticated(&state, &settings, remote, request, None).await,
+                Access::Token => authenticated(&state, &settings, &remote, request, None).await,
                 Access::Require(permission) => {
                     required = Some(permission);
-                    authenticated(&state, &settings, remote, request, Some(permission)).await
+                    authenticated(&state, &settings, &remote, request, Some(permission)).await
                 }
             }
         }
@@ -436,7 +455,7 @@ async fn handle(
         tracing::info!(
             target: "tollgate::access",
             listener = %state.name,
-            remote = %remote.ip(),
+            remote = %remote.addr.ip(),
             method = %fields.method,
             path = fields.path.as_ref().map_or("/", |p| p.path()),
             status = response.status().as_u16(),
@@ -490,7 +509,7 @@ impl Handled {
 async fn authenticated(
     state: &ListenerState,
     settings: &ListenerSettings,
-    remote: SocketAddr,
+    remote: &Remote,
     request: Request<Incoming>,
     required: Option<Permission>,
 ) -> Handled {
@@ -548,7 +567,7 @@ impl ListenerSettings {
 async fn forward(
     state: &ListenerState,
     settings: &ListenerSettings,
-    remote: SocketAddr,
+    remote: &Remote,
     identity: Option<&Identity>,
     request: Request<Incoming>,
     outcome: Outcome,
@@ -589,7 +608,7 @@ async fn forward(
         headers.insert(HOST, host.clone());
         headers.insert(headers::X_FORWARDED_HOST, host);
     }
-    headers::append_forwarded_for(headers, &remote.ip().to_string());
+    headers::append_forwarded_for(headers, &remote.forwarded_for);
     headers.insert(
         headers::X_FORWARDED_PROTO,
         HeaderValue::from_static(if state.secure { "https" } else { "http" }),
