@@ -10,7 +10,8 @@
 #
 # Each system is measured at 64 connections (throughput, p50, p99) and at 1 connection (added
 # latency), ROUNDS times, the systems alternating within each round so that machine drift hits them
-# alike; the table shows the median round. Installs wrk and nginx from Debian's packages if missing.
+# alike; the table shows the median round. It also counts the CPU time each system's serving
+# processes spent per request: on a shared machine whose speed drifts, the steadiest comparison. Installs wrk and nginx from Debian's packages if missing.
 #
 #   benches/proxy.sh                      # ROUNDS=3 DURATION=10s by default
 #   ROUNDS=5 DURATION=20s benches/proxy.sh
@@ -107,7 +108,9 @@ path = "/public/**"
 public = true
 EOF
   "$bin" serve --config "$dir/tollgate.toml" >"$dir/out.log" 2>&1 &
-  pids+=($!)
+  # This function runs in a command substitution: its `pids` is a copy, so the parent reads the
+  # pid from this file to stop the process and to read its CPU time.
+  echo $! >"$dir/pid"
   wait_http "http://127.0.0.1:$admin/readyz"
   curl -sf -o /dev/null -X POST -H "Authorization: Bearer $(cat "$dir/admin.token")" \
     -H 'Content-Type: application/json' --data-binary "@$work/import.json" \
@@ -116,6 +119,7 @@ EOF
 }
 tg_port=$(start_tollgate tollgate false)
 tg_logged_port=$(start_tollgate logged true)
+pids+=("$(cat "$work/tollgate/pid")" "$(cat "$work/logged/pid")")
 
 nginx_port=$(free_port)
 mkdir -p "$work/nginx"
@@ -172,6 +176,23 @@ for s in tollgate-token tollgate-logged nginx; do
   [[ $code == 401 ]] || { echo "proxy.sh: $s answered $code without a token" >&2; exit 1; }
 done
 
+# The processes that serve each system, whose CPU time is counted: for the direct path the upstream
+# itself, for the others the proxy alone (the upstream's share is the same for all of them).
+declare -A serving=(
+  [direct]="${pids[0]}"
+  [tollgate-token]="$(cat "$work/tollgate/pid")"
+  [tollgate-public]="$(cat "$work/tollgate/pid")"
+  [tollgate-logged]="$(cat "$work/logged/pid")"
+  [nginx]="$(cat "$work/nginx/nginx.pid") $(pgrep -P "$(cat "$work/nginx/nginx.pid")" | tr '\n' ' ')"
+)
+cpu_ticks() { # PIDS... → user + system clock ticks, all threads
+  local total=0 pid
+  for pid in "$@"; do
+    total=$((total + $(awk '{print $14 + $15}' "/proc/$pid/stat")))
+  done
+  echo "$total"
+}
+
 # wrk's latency figures in microseconds.
 to_us() {
   awk -v v="$1" 'BEGIN {
@@ -180,19 +201,25 @@ to_us() {
     else print n
   }'
 }
-run_wrk() { # SYSTEM THREADS CONNECTIONS DURATION → "rps p50_us p99_us"
-  local out
+run_wrk() { # SYSTEM THREADS CONNECTIONS DURATION → "rps p50_us p99_us cpu_us_per_request"
+  local out before after
+  # shellcheck disable=SC2086 # the list of pids splits on purpose
+  before=$(cpu_ticks ${serving[$1]})
   out=$(wrk -t"$2" -c"$3" -d"$4" --latency -H "Authorization: Bearer $token" "${url[$1]}")
+  # shellcheck disable=SC2086
+  after=$(cpu_ticks ${serving[$1]})
   if grep -q "Non-2xx" <<<"$out"; then
     echo "proxy.sh: $1 answered non-2xx under load:" >&2
     echo "$out" >&2
     exit 1
   fi
-  local rps p50 p99
+  local rps p50 p99 requests
   rps=$(awk '/^Requests\/sec:/ {print $2}' <<<"$out")
   p50=$(to_us "$(awk '$1 == "50%" {print $2}' <<<"$out")")
   p99=$(to_us "$(awk '$1 == "99%" {print $2}' <<<"$out")")
-  echo "$rps $p50 $p99"
+  requests=$(awk '/requests in/ {print $1}' <<<"$out")
+  echo "$rps $p50 $p99 $(awk -v t=$((after - before)) -v n="$requests" -v hz="$(getconf CLK_TCK)" \
+    'BEGIN {print t * 1000000 / hz / n}')"
 }
 
 results=$work/results
@@ -215,8 +242,8 @@ import statistics, sys
 path, conns, rounds, duration, tokens = sys.argv[1:]
 rows = {}
 for line in open(path):
-    system, mode, rps, p50, p99 = line.split()
-    rows.setdefault((system, mode), []).append((float(rps), float(p50), float(p99)))
+    system, mode, rps, p50, p99, cpu = line.split()
+    rows.setdefault((system, mode), []).append((float(rps), float(p50), float(p99), float(cpu)))
 def median(system, mode):
     runs = sorted(rows[(system, mode)])  # by throughput
     return runs[len(runs) // 2]
@@ -225,14 +252,16 @@ many = {s: median(s, "many") for s in systems}
 one = {s: median(s, "one") for s in systems}
 print(f"{rounds} rounds of {duration}; median round; {tokens} tokens; wrk -t2 -c{conns} and -t1 -c1")
 print()
-print(f"| system | req/s at {conns} conns | p50 | p99 | × direct | × nginx | req/s at 1 conn | p50 at 1 conn | added p50 |")
-print("|---|---|---|---|---|---|---|---|---|")
+print(f"| system | req/s at {conns} conns | p50 | p99 | × direct | × nginx | CPU per request | req/s at 1 conn | p50 at 1 conn | added p50 |")
+print("|---|---|---|---|---|---|---|---|---|---|")
 for s in systems:
-    rps, p50, p99 = many[s]
-    rps1, p501, _ = one[s]
+    rps, p50, p99, cpu = many[s]
+    rps1, p501, _, _ = one[s]
     added = p501 - one["direct"][1]
     print(f"| {s} | {rps:,.0f} | {p50:.0f} µs | {p99:.0f} µs | {rps / many['direct'][0]:.2f} "
-          f"| {rps / many['nginx'][0]:.2f} | {rps1:,.0f} | {p501:.0f} µs | {added:+.0f} µs |")
+          f"| {rps / many['nginx'][0]:.2f} | {cpu:.1f} µs | {rps1:,.0f} | {p501:.0f} µs | {added:+.0f} µs |")
 print()
 print(f"token route / public route: {many['tollgate-token'][0] / many['tollgate-public'][0]:.3f}")
+print("CPU per request: user and system time of the serving processes at 64 connections, per request:")
+print("the upstream's for direct, the proxy's alone for the others.")
 EOF
