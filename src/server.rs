@@ -293,9 +293,6 @@ fn serving_tls(
     tls::server::acceptor(cert, alpn).map(Some)
 }
 
-/// Binds with SO_REUSEPORT, so that a new process can bind the same ports while this one
-/// still serves them (a restart without a dropped request; the kernel spreads new connections
-/// over both until this one closes its sockets).
 /// Binds with SO_REUSEPORT, so that a successor process can bind the same ports while this one
 /// still serves them (a restart without a dropped request; the kernel spreads new connections
 /// over both until this one closes its sockets). With `share` false, a port already in use
