@@ -41,7 +41,7 @@ pub fn join(
 pub async fn run(
     registry: Arc<Registry>,
     metrics: Arc<Metrics>,
-    store_path: &Path,
+    mut bell: Option<bell::Listener>,
     peer_id: String,
     mut stop: watch::Receiver<bool>,
 ) {
@@ -49,7 +49,6 @@ pub async fn run(
     // not make this process look dead to the others, who would then stop waiting for it while
     // it still serves. Late, it is waited for and named; dead, it is not.
     let beating = tokio::spawn(heartbeat(registry.clone(), peer_id.clone(), stop.clone()));
-    let mut bell = listen(store_path);
     let mut poll = tokio::time::interval(POLL);
     poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     // The first tick of an interval is immediate; `join` has just caught up.
@@ -99,8 +98,9 @@ pub async fn run(
     }
 }
 
-/// Listens to the store's commit bell, or logs why not: the periodic look still follows.
-fn listen(store_path: &Path) -> Option<bell::Listener> {
+/// Listens to the store's commit bell (for `run`), or logs why not: the periodic look still
+/// follows. Made before `join`'s catch-up read, so that no commit falls between the two.
+pub fn listen(store_path: &Path) -> Option<bell::Listener> {
     match bell::Listener::new(store_path) {
         Ok(listener) => Some(listener),
         Err(e) => {

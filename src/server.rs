@@ -162,6 +162,8 @@ pub async fn start(config: &Config) -> Result<Running, ServerError> {
     // here on, a change committed by another process waits for this one to apply it. (Nothing
     // after this can fail the start and leave a row behind.)
     let peer_id = new_peer_id();
+    // Listening before the catch-up read: a commit made between the two still wakes us.
+    let bell = follower::listen(&config.store_path);
     {
         let (registry, metrics, peer_id) = (registry.clone(), metrics.clone(), peer_id.clone());
         tokio::task::spawn_blocking(move || follower::join(&registry, &peer_id, &metrics))
@@ -194,13 +196,13 @@ pub async fn start(config: &Config) -> Result<Running, ServerError> {
     // The follower outlives the listeners: while they drain, they still answer requests, and
     // other processes' revokes must still reach them.
     let (stop_following, following_rx) = watch::channel(false);
-    let following = {
-        let (registry, metrics, path) =
-            (registry.clone(), metrics.clone(), config.store_path.clone());
-        tokio::spawn(
-            async move { follower::run(registry, metrics, &path, peer_id, following_rx).await },
-        )
-    };
+    let following = tokio::spawn(follower::run(
+        registry.clone(),
+        metrics.clone(),
+        bell,
+        peer_id,
+        following_rx,
+    ));
 
     ready.store(true, Ordering::Release);
     tracing::info!(admin = %admin_addr, "ready");

@@ -10,7 +10,8 @@
 use std::io;
 use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Weak};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use rustix::fs::inotify::{self, CreateFlags, ReadFlags, WatchFlags};
@@ -32,6 +33,8 @@ const DIR_CHANGES: WatchFlags = WatchFlags::CLOSE_WRITE
 pub struct Wakeups {
     changed: Arc<Notify>,
     poll: tokio::time::Interval,
+    // Dropping the watch ends it and its thread; kept for as long as the wake-ups are wanted.
+    _watch: Option<Watch>,
 }
 
 impl Wakeups {
@@ -40,39 +43,48 @@ impl Wakeups {
     pub fn new(dirs: impl IntoIterator<Item = PathBuf>, poll: Duration) -> Wakeups {
         let changed = Arc::new(Notify::new());
         let poll_ms = poll.as_millis() as u64;
-        match inotify::init(CreateFlags::CLOEXEC) {
-            Ok(fd) => {
-                let mut watching = false;
+        let watch = match Watch::new() {
+            Ok(mut watch) => {
                 for dir in dirs {
-                    match inotify::add_watch(&fd, &dir, DIR_CHANGES) {
-                        Ok(_) => watching = true,
-                        Err(e) => tracing::warn!(
+                    if let Err(e) = watch.add(&dir, DIR_CHANGES) {
+                        tracing::warn!(
                             dir = %dir.display(),
                             error = %e,
                             poll_ms,
                             "cannot watch the directory; changes are seen by polling only"
-                        ),
+                        );
                     }
                 }
-                if watching && let Err(e) = wake_on_events(fd, Arc::downgrade(&changed)) {
-                    tracing::warn!(
-                        error = %e,
-                        poll_ms,
-                        "cannot watch files; changes are seen by polling only"
-                    );
+                match watch.start(&changed) {
+                    Ok(()) => Some(watch),
+                    Err(e) => {
+                        tracing::warn!(
+                            error = %e,
+                            poll_ms,
+                            "cannot watch files; changes are seen by polling only"
+                        );
+                        None
+                    }
                 }
             }
-            Err(e) => tracing::warn!(
-                error = %e,
-                poll_ms,
-                "cannot watch files; changes are seen by polling only"
-            ),
-        }
+            Err(e) => {
+                tracing::warn!(
+                    error = %e,
+                    poll_ms,
+                    "cannot watch files; changes are seen by polling only"
+                );
+                None
+            }
+        };
         let mut poll = tokio::time::interval(poll);
         poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         // The first tick of an interval is immediate; the owner has just read everything.
         poll.reset();
-        Wakeups { changed, poll }
+        Wakeups {
+            changed,
+            poll,
+            _watch: watch,
+        }
     }
 
     /// Waits for an event in a watched directory or the next periodic tick. After an event it
@@ -90,33 +102,91 @@ impl Wakeups {
     }
 }
 
-/// Reads the inotify descriptor `fd` on a thread of its own (a blocking read: no registration
-/// with the async reactor, which would take unsafe code) and wakes `changed` on each event. The
-/// thread ends at the first event after `changed` is dropped, or when the descriptor fails.
-pub fn wake_on_events(fd: OwnedFd, changed: Weak<Notify>) -> io::Result<()> {
-    std::thread::Builder::new()
-        .name("tollgate-watch".into())
-        .spawn(move || {
-            let mut buf = [std::mem::MaybeUninit::<u8>::uninit(); 4096];
-            let mut events = inotify::Reader::new(&fd, &mut buf);
-            loop {
-                match events.next() {
-                    // A watch removed (its directory or file gone): the others may go on.
-                    Ok(event) if event.events().contains(ReadFlags::IGNORED) => {}
-                    Ok(_) => match changed.upgrade() {
-                        // `notify_one` keeps one permit: a burst of events makes one wake-up.
-                        Some(changed) => changed.notify_one(),
-                        None => return,
-                    },
-                    Err(rustix::io::Errno::INTR) => {}
-                    Err(e) => {
-                        tracing::warn!(error = %e, "a file watch failed; polling only");
+/// An inotify instance whose events wake a [`Notify`], read by a thread of its own (a blocking
+/// read: registering the descriptor with the async reactor would take unsafe code). Dropping it
+/// removes its watches, which ends the thread: the kernel answers each removal with an event.
+pub struct Watch {
+    fd: Arc<OwnedFd>,
+    /// Watch descriptors, each once (watching one path twice gives the same one back).
+    watches: Vec<i32>,
+    /// Set before the watches are removed on drop, so that the thread ends quietly.
+    dropped: Arc<AtomicBool>,
+}
+
+impl Watch {
+    pub fn new() -> io::Result<Watch> {
+        Ok(Watch {
+            fd: Arc::new(inotify::init(CreateFlags::CLOEXEC)?),
+            watches: Vec::new(),
+            dropped: Arc::new(AtomicBool::new(false)),
+        })
+    }
+
+    /// Watches `path` for the events in `mask`. Call before `start`.
+    pub fn add(&mut self, path: &Path, mask: WatchFlags) -> io::Result<()> {
+        let watch = inotify::add_watch(&*self.fd, path, mask)?;
+        if !self.watches.contains(&watch) {
+            self.watches.push(watch);
+        }
+        Ok(())
+    }
+
+    /// Starts the thread that wakes `changed` on every event. Each burst of events read at once
+    /// makes one wake-up (`notify_one` keeps one permit). A watch that ends (its file or
+    /// directory removed or replaced) wakes the owner too, so that it reads again; when none is
+    /// left, the thread says so and ends, and the owner goes on with its periodic reads.
+    pub fn start(&self, changed: &Arc<Notify>) -> io::Result<()> {
+        if self.watches.is_empty() {
+            return Err(io::Error::other("nothing could be watched"));
+        }
+        let (fd, dropped) = (self.fd.clone(), self.dropped.clone());
+        let changed = Arc::downgrade(changed);
+        let mut live = self.watches.len();
+        std::thread::Builder::new()
+            .name("tollgate-watch".into())
+            .spawn(move || {
+                let mut buf = [std::mem::MaybeUninit::<u8>::uninit(); 4096];
+                let mut events = inotify::Reader::new(&*fd, &mut buf);
+                loop {
+                    let ended = match events.next() {
+                        Ok(event) => event.events().contains(ReadFlags::IGNORED),
+                        Err(rustix::io::Errno::INTR) => continue,
+                        Err(e) => {
+                            tracing::warn!(error = %e, "a file watch failed; polling only");
+                            return;
+                        }
+                    };
+                    if dropped.load(Ordering::Acquire) {
                         return;
                     }
+                    let Some(changed) = changed.upgrade() else {
+                        return;
+                    };
+                    changed.notify_one();
+                    if ended {
+                        live -= 1;
+                        if live == 0 {
+                            tracing::warn!(
+                                "every watched file or directory is gone; changes are seen by \
+                                 polling only"
+                            );
+                            return;
+                        }
+                    }
                 }
-            }
-        })
-        .map(drop)
+            })
+            .map(drop)
+    }
+}
+
+impl Drop for Watch {
+    fn drop(&mut self) {
+        self.dropped.store(true, Ordering::Release);
+        for watch in self.watches.drain(..) {
+            // Gone already if its file went; either way the thread hears about it.
+            let _ = inotify::remove_watch(&*self.fd, watch);
+        }
+    }
 }
 
 /// The directory to watch for a file: its parent, or the working directory for a bare name.
@@ -164,6 +234,40 @@ mod tests {
             dir_of(Path::new("/etc/tollgate/tollgate.toml")),
             PathBuf::from("/etc/tollgate")
         );
+    }
+
+    #[tokio::test]
+    async fn a_watched_directory_that_goes_wakes_the_owner() {
+        let parent = tempfile::tempdir().unwrap();
+        let dir = parent.path().join("config");
+        std::fs::create_dir(&dir).unwrap();
+        let mut wakeups = Wakeups::new([dir.clone()], Duration::from_secs(3600));
+        std::fs::remove_dir(&dir).unwrap();
+        wakeups.next(Duration::ZERO).await;
+    }
+
+    #[test]
+    fn dropping_a_watch_ends_its_thread() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut watch = Watch::new().unwrap();
+        watch.add(dir.path(), DIR_CHANGES).unwrap();
+        // The same directory twice is one watch, ended once.
+        watch.add(dir.path(), DIR_CHANGES).unwrap();
+        let changed = Arc::new(Notify::new());
+        watch.start(&changed).unwrap();
+        let fd = watch.fd.clone();
+        assert_eq!(
+            Arc::strong_count(&fd),
+            3,
+            "the watch, its thread and this test"
+        );
+        drop(watch);
+        // The thread lets go of the descriptor as it ends.
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        while Arc::strong_count(&fd) > 1 {
+            assert!(std::time::Instant::now() < deadline, "the thread went on");
+            std::thread::sleep(Duration::from_millis(10));
+        }
     }
 
     #[tokio::test]

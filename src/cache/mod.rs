@@ -412,10 +412,8 @@ fn token_from_header(value: &[u8]) -> Option<&[u8]> {
     Some(rest.trim_ascii())
 }
 
-/// The name as header-safe text: visible ASCII and spaces as they are, every other byte (UTF-8
-/// beyond ASCII, and `%` itself) percent-encoded, so that no upstream has to guess a charset.
-/// The name as held in the cache: copied as is when it is header-safe already (every name
-/// created through the API is), encoded otherwise.
+/// The name as held in the cache: copied as is when it is header-safe already (visible ASCII,
+/// spaces, no `%`: most names), through `header_safe_name` otherwise.
 fn header_safe(name: &str) -> Name {
     if name.bytes().all(is_header_safe) {
         Name::new(name)
@@ -428,6 +426,8 @@ fn is_header_safe(b: u8) -> bool {
     (b' '..=b'~').contains(&b) && b != b'%'
 }
 
+/// The name as header-safe text: visible ASCII and spaces as they are, every other byte (UTF-8
+/// beyond ASCII, and `%` itself) percent-encoded, so that no upstream has to guess a charset.
 fn header_safe_name(name: &str) -> String {
     let mut encoded = String::with_capacity(name.len());
     for b in name.bytes() {

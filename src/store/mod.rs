@@ -202,6 +202,8 @@ pub struct Page {
 pub struct Store {
     db: Database,
     path: PathBuf,
+    /// The commit bell failed once already (and said so); later failures stay quiet.
+    bell_failed: std::sync::atomic::AtomicBool,
 }
 
 impl Store {
@@ -227,6 +229,7 @@ impl Store {
         let store = Store {
             db,
             path: path.to_owned(),
+            bell_failed: std::sync::atomic::AtomicBool::new(false),
         };
         store.ensure_schema()?;
         Ok(store)
@@ -288,9 +291,21 @@ impl Store {
         Ok(())
     }
 
-    /// Tells the processes following this file that a commit changed its tokens (`bell`).
+    /// Tells the processes following this file that a commit changed its tokens (`bell`). The
+    /// commit stands either way: followers also read the store every second on their own.
     fn ring(&self) {
-        bell::ring(&self.path);
+        if let Err(e) = bell::ring(&self.path)
+            && !self
+                .bell_failed
+                .swap(true, std::sync::atomic::Ordering::Relaxed)
+        {
+            tracing::warn!(
+                store = %self.path.display(),
+                error = %e,
+                "cannot ring the store's commit bell; other processes on this file see its \
+                 changes only at their next periodic read (within a second)"
+            );
+        }
     }
 
     /// How many tokens the store holds.
