@@ -27,12 +27,13 @@ need=()
 command -v wrk >/dev/null 2>&1 || need+=(wrk)
 command -v nginx >/dev/null 2>&1 || need+=(nginx)
 command -v curl >/dev/null 2>&1 || need+=(curl)
+command -v pgrep >/dev/null 2>&1 || need+=(procps)
 if ((${#need[@]})); then
   echo "==> installing ${need[*]}" >&2
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq && apt-get install -y -qq "${need[@]}" >/dev/null
 fi
-for tool in wrk nginx curl python3; do
+for tool in wrk nginx curl pgrep python3; do
   command -v "$tool" >/dev/null 2>&1 || { echo "proxy.sh: $tool is missing" >&2; exit 1; }
 done
 
@@ -44,9 +45,16 @@ upstream_bin=target/release/examples/bench_upstream
 work=$(mktemp -d)
 pids=()
 cleanup() {
+  local pid file
+  # Also the tollgate processes (their pid files), which are not this shell's children.
+  for file in "$work"/*/pid; do [[ -f $file ]] && pids+=("$(cat "$file")"); done
   for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
   [[ -f $work/nginx/nginx.pid ]] && kill "$(cat "$work/nginx/nginx.pid")" 2>/dev/null || true
   wait 2>/dev/null || true
+  # A stopping tollgate drains for a moment; its files go once it is gone.
+  for pid in "${pids[@]}"; do
+    for _ in $(seq 1 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+  done
   rm -rf "$work"
 }
 trap cleanup EXIT
@@ -119,7 +127,6 @@ EOF
 }
 tg_port=$(start_tollgate tollgate false)
 tg_logged_port=$(start_tollgate logged true)
-pids+=("$(cat "$work/tollgate/pid")" "$(cat "$work/logged/pid")")
 
 nginx_port=$(free_port)
 mkdir -p "$work/nginx"
@@ -185,6 +192,7 @@ declare -A serving=(
   [tollgate-logged]="$(cat "$work/logged/pid")"
   [nginx]="$(cat "$work/nginx/nginx.pid") $(pgrep -P "$(cat "$work/nginx/nginx.pid")" | tr '\n' ' ')"
 )
+[[ ${serving[nginx]} == *" "[0-9]* ]] || { echo "proxy.sh: nginx has no worker processes" >&2; exit 1; }
 cpu_ticks() { # PIDS... → user + system clock ticks, all threads
   local total=0 pid
   for pid in "$@"; do
@@ -218,6 +226,7 @@ run_wrk() { # SYSTEM THREADS CONNECTIONS DURATION → "rps p50_us p99_us cpu_us_
   p50=$(to_us "$(awk '$1 == "50%" {print $2}' <<<"$out")")
   p99=$(to_us "$(awk '$1 == "99%" {print $2}' <<<"$out")")
   requests=$(awk '/requests in/ {print $1}' <<<"$out")
+  ((requests > 0)) || { echo "proxy.sh: $1 served no request:" >&2; echo "$out" >&2; exit 1; }
   echo "$rps $p50 $p99 $(awk -v t=$((after - before)) -v n="$requests" -v hz="$(getconf CLK_TCK)" \
     'BEGIN {print t * 1000000 / hz / n}')"
 }
@@ -231,9 +240,13 @@ for round in $(seq 1 "$ROUNDS"); do
   order=("${systems[@]:$((round % ${#systems[@]}))}" "${systems[@]:0:$((round % ${#systems[@]}))}")
   for s in "${order[@]}"; do
     echo "==> round $round/$ROUNDS: $s, $CONNECTIONS connections" >&2
-    echo "$s many $(run_wrk "$s" 2 "$CONNECTIONS" "$DURATION")" >>"$results"
+    # Assigned first, so that a failed run stops the script (set -e) rather than leaving a
+    # short line in the results.
+    measured=$(run_wrk "$s" 2 "$CONNECTIONS" "$DURATION")
+    echo "$s many $measured" >>"$results"
     echo "==> round $round/$ROUNDS: $s, 1 connection" >&2
-    echo "$s one $(run_wrk "$s" 1 1 "$DURATION")" >>"$results"
+    measured=$(run_wrk "$s" 1 1 "$DURATION")
+    echo "$s one $measured" >>"$results"
   done
 done
 
