@@ -4,9 +4,9 @@
 //!
 //! The store's event log is the change feed. This process applies it from the last sequence
 //! number it applied, whenever the store's commit bell rings (`store::bell`: a commit that
-//! changed tokens) and once a second regardless, for what the bell can miss. After applying, and on a
-//! heartbeat, it says in the store's peers table how far it has applied, so that a process that
-//! commits a revoke can wait for every other one before replying.
+//! changed tokens) and once a second regardless, for what the bell can miss. After applying, and
+//! on a heartbeat, it says in the store's peers table how far it has applied, so that a process
+//! that commits a revoke can wait for every other one before replying.
 
 use std::path::Path;
 use std::sync::Arc;
