@@ -261,8 +261,26 @@ fn serve_admin_on_own_thread(
     std::thread::Builder::new()
         .name("tollgate-admin".into())
         .spawn(move || {
+            match crate::limits::favour_this_thread(crate::limits::ADMIN_NICE) {
+                Ok(()) => tracing::debug!(
+                    nice = crate::limits::ADMIN_NICE,
+                    "the admin API runs at a raised priority"
+                ),
+                Err(e) => tracing::info!(
+                    error = %e,
+                    nice = crate::limits::ADMIN_NICE,
+                    "the admin API runs at the process's priority: raising it needs an \
+                     RLIMIT_NICE of 30 (systemd: LimitNICE=30) or CAP_SYS_NICE; under full \
+                     proxy load its replies may wait for a core"
+                ),
+            }
             let served = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
+                // The blocking threads run the store's commits: favoured too, quietly (the
+                // admin thread said whether it could be).
+                .on_thread_start(|| {
+                    let _ = crate::limits::favour_this_thread(crate::limits::ADMIN_NICE);
+                })
                 .build()
                 .and_then(|runtime| {
                     runtime.block_on(async move {

@@ -184,6 +184,8 @@ fn the_systemd_unit_runs_unprivileged_and_hardened() {
         ("RestrictNamespaces", "yes"),
         ("LockPersonality", "yes"),
         ("LimitNOFILE", "65536"),
+        // The admin API's threads may take nice -10 (limits::ADMIN_NICE) without a capability.
+        ("LimitNICE", "30"),
         ("Restart", "on-failure"),
         ("KillSignal", "SIGTERM"),
         ("EnvironmentFile", "-/etc/tollgate/env"),
