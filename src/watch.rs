@@ -43,30 +43,22 @@ impl Wakeups {
     pub fn new(dirs: impl IntoIterator<Item = PathBuf>, poll: Duration) -> Wakeups {
         let changed = Arc::new(Notify::new());
         let poll_ms = poll.as_millis() as u64;
-        let watch = match Watch::new() {
-            Ok(mut watch) => {
-                for dir in dirs {
-                    if let Err(e) = watch.add(&dir, DIR_CHANGES) {
-                        tracing::warn!(
-                            dir = %dir.display(),
-                            error = %e,
-                            poll_ms,
-                            "cannot watch the directory; changes are seen by polling only"
-                        );
-                    }
-                }
-                match watch.start(&changed) {
-                    Ok(()) => Some(watch),
-                    Err(e) => {
-                        tracing::warn!(
-                            error = %e,
-                            poll_ms,
-                            "cannot watch files; changes are seen by polling only"
-                        );
-                        None
-                    }
+        let watch = Watch::new().and_then(|mut watch| {
+            for dir in dirs {
+                if let Err(e) = watch.add(&dir, DIR_CHANGES) {
+                    tracing::warn!(
+                        dir = %dir.display(),
+                        error = %e,
+                        poll_ms,
+                        "cannot watch the directory; changes are seen by polling only"
+                    );
                 }
             }
+            watch.start(&changed)?;
+            Ok(watch)
+        });
+        let watch = match watch {
+            Ok(watch) => Some(watch),
             Err(e) => {
                 tracing::warn!(
                     error = %e,
