@@ -642,24 +642,41 @@ impl HttpClient {
         url: &str,
         headers: &[(&str, &str)],
     ) -> Result<Resp, String> {
-        let mut builder = Request::builder().method(method).uri(url);
-        for (name, value) in headers {
-            builder = builder.header(*name, *value);
+        let request = || {
+            let mut builder = Request::builder().method(method.clone()).uri(url);
+            for (name, value) in headers {
+                builder = builder.header(*name, *value);
+            }
+            builder
+                .body(Full::new(Bytes::new()))
+                .expect("a valid test request")
+        };
+        let resp = match self.inner.request(request()).await {
+            // What every HTTP/2 client does (RFC 9113 §6.8): a request refused by the server's
+            // graceful GOAWAY was not processed, and goes again on a new connection.
+            Err(e) if refused_by_graceful_goaway(&e) => self.inner.request(request()).await,
+            sent => sent,
         }
-        let req = builder
-            .body(Full::new(Bytes::new()))
-            .expect("a valid test request");
-        let resp = self
-            .inner
-            .request(req)
-            .await
-            .map_err(|e| format!("{e:?}"))?;
+        .map_err(|e| format!("{e:?}"))?;
         read_response(resp).await.map_err(|e| format!("{e:?}"))
     }
 
     pub async fn get(&self, url: &str, headers: &[(&str, &str)]) -> Resp {
         self.send(Method::GET, url, headers, Bytes::new()).await
     }
+}
+
+/// Whether an HTTP/2 request failed only because the server had said, with a graceful GOAWAY,
+/// that it takes no new streams: such a request was never processed.
+fn refused_by_graceful_goaway(error: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cause = Some(error);
+    while let Some(e) = cause {
+        if let Some(h2) = e.downcast_ref::<h2::Error>() {
+            return h2.is_go_away() && h2.is_remote() && h2.reason() == Some(h2::Reason::NO_ERROR);
+        }
+        cause = e.source();
+    }
+    false
 }
 
 /// Reads a hyper response in full.
