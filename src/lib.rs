@@ -10,13 +10,14 @@
 //!   hot check from `Authorization` header to verdict.
 //! - [`registry`]: write-through changes: commit to the store, then update the cache, then reply.
 //! - [`follower`]: applies to this process's cache the changes other processes commit to the
-//!   store (a server sharing the file, the command line working on it directly).
+//!   store (a server sharing the file, the command line working on it directly), woken by the
+//!   store's commit bell (`store::bell`).
 //! - [`proxy`]: the data path: listeners, routes, authentication, header hygiene, forwarding.
 //! - [`admin`]: the admin listener: JSON API, the web page, health, readiness, metrics.
 //! - [`server`]: start-up in a fixed order and shutdown in one path; [`limits`] raises the
-//!   open-file limit first.
+//!   open-file limit first, and the admin API's threads' priority.
 //! - [`cli`]: the command line; `token` and `audit` are clients of the admin API.
-//! - [`watch`]: wake-ups for state kept in files (config, certificates, the store); [`reload`]
+//! - [`watch`]: wake-ups for state kept in files (config, certificates), through inotify; [`reload`]
 //!   applies a changed config file (or SIGHUP) to the running listeners.
 //! - [`tls`]: rustls for listeners, the admin port and `https://` upstreams; certificates
 //!   reloaded when their files change.
