@@ -60,6 +60,17 @@ impl Pki {
         )
     }
 
+    /// Starts tollgate with one TLS listener, `api`, serving the pair in `cert`/`key` and
+    /// forwarding to the upstream with mutual TLS.
+    fn start_serving(self, cert: &Path, key: &Path) -> (Setup, Tollgate) {
+        let config = support::Config::new().listener_with(
+            "api",
+            &self.upstream.url(),
+            &self.listener_keys(cert, key),
+        );
+        self.start(config, None)
+    }
+
     /// Starts tollgate in this directory with `config`; `admin_tls` adds keys to `[admin]`.
     fn start(
         self,
@@ -113,6 +124,14 @@ fn render(config: &support::Config, dir: &Path, admin_tls: Option<(&Path, &Path)
 }
 
 /// The JSON log records whose message begins with `message`.
+/// A config fetch with `authorization`, over a new TLS connection to `addr`.
+async fn fetch_config(ca: &TestCa, alpn: Alpn, addr: std::net::SocketAddr, auth: &str) -> Resp {
+    let mut conn = TlsClient::new(ca, alpn).connect(addr).await.unwrap();
+    conn.get("/api/configs/1/toml", &[("authorization", auth)])
+        .await
+        .unwrap()
+}
+
 fn records_with(tg: &Tollgate, message: &str) -> Vec<Value> {
     tg.log_records()
         .into_iter()
@@ -188,14 +207,7 @@ async fn https_end_to_end_over_http1_and_http2_to_a_mutual_tls_upstream() {
 
     // Without a client certificate, the upstream refuses the handshake: 502, as for any
     // upstream that cannot be reached.
-    let mut conn = TlsClient::new(&setup.ca, Alpn::Http1)
-        .connect(tg.proxy_addr("anonymous"))
-        .await
-        .unwrap();
-    let resp = conn
-        .get("/api/configs/1/toml", &[("authorization", &auth)])
-        .await
-        .unwrap();
+    let resp = fetch_config(&setup.ca, Alpn::Http1, tg.proxy_addr("anonymous"), &auth).await;
     assert_eq!(resp.status, StatusCode::BAD_GATEWAY, "{}", resp.text());
     assert_eq!(resp.error(), "Upstream unavailable");
 
@@ -204,14 +216,7 @@ async fn https_end_to_end_over_http1_and_http2_to_a_mutual_tls_upstream() {
         .try_send(http::Method::GET, &format!("http://{addr}/"), &[])
         .await;
     assert!(plain.is_err(), "plain HTTP on a TLS port: {plain:?}");
-    let mut conn = TlsClient::new(&setup.ca, Alpn::H2)
-        .connect(addr)
-        .await
-        .unwrap();
-    let resp = conn
-        .get("/api/configs/1/toml", &[("authorization", &auth)])
-        .await
-        .unwrap();
+    let resp = fetch_config(&setup.ca, Alpn::H2, addr, &auth).await;
     assert_eq!(resp.status, StatusCode::OK);
     tg.assert_logs_free_of(&[&tok.secret, &serving.key_pem, &setup.client.key_pem]);
 }
@@ -353,12 +358,7 @@ async fn a_certificate_replaced_by_rename_is_served_to_new_connections_without_a
     );
     let (cert, key) = (pki.path("tls.crt"), pki.path("tls.key"));
     old.write(&cert, &key);
-    let config = support::Config::new().listener_with(
-        "api",
-        &pki.upstream.url(),
-        &pki.listener_keys(&cert, &key),
-    );
-    let (setup, tg) = pki.start(config, None);
+    let (setup, tg) = pki.start_serving(&cert, &key);
     let tok = tg.create_token("agent-1").await;
     let addr = tg.proxy_addr("api");
     let client = TlsClient::new(&setup.ca, Alpn::Http1);
@@ -389,12 +389,7 @@ async fn a_kubernetes_secret_update_is_served_to_new_connections_without_a_faile
         pki.ca.localhost("tollgate-2"),
     );
     let mut mount = SecretMount::new(&pki.path("secret"), &old);
-    let config = support::Config::new().listener_with(
-        "api",
-        &pki.upstream.url(),
-        &pki.listener_keys(&mount.cert(), &mount.key()),
-    );
-    let (setup, tg) = pki.start(config, None);
+    let (setup, tg) = pki.start_serving(&mount.cert(), &mount.key());
     let tok = tg.create_token("agent-1").await;
     let addr = tg.proxy_addr("api");
     let client = TlsClient::new(&setup.ca, Alpn::H2);
@@ -421,12 +416,7 @@ async fn a_bad_new_pair_is_refused_once_and_the_old_one_served_until_a_good_pair
     let stranger = pki.ca.localhost("someone-else");
     let (cert, key) = (pki.path("tls.crt"), pki.path("tls.key"));
     old.write(&cert, &key);
-    let config = support::Config::new().listener_with(
-        "api",
-        &pki.upstream.url(),
-        &pki.listener_keys(&cert, &key),
-    );
-    let (setup, tg) = pki.start(config, None);
+    let (setup, tg) = pki.start_serving(&cert, &key);
     let addr = tg.proxy_addr("api");
     let client = TlsClient::new(&setup.ca, Alpn::Http1);
     let refusals = |needle: &str| -> Vec<Value> {
