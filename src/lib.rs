@@ -42,6 +42,7 @@ pub mod systemd;
 pub mod time;
 pub mod tls;
 pub mod token;
+pub mod upstream;
 pub mod watch;
 
 /// Displays an error with its chain of sources, for log lines and the command line.

@@ -35,8 +35,9 @@ use crate::config::{ListenerConfig, Upstream, UpstreamAuthorization};
 use crate::metrics::{ListenerMetrics, Outcome};
 use crate::time;
 use crate::tls::TlsError;
-use crate::tls::client::{UpstreamClient, upstream_client};
+use crate::tls::client::upstream_client;
 use crate::token::Permission;
+use crate::upstream::UpstreamClient;
 
 pub use respond::ProxyBody;
 use route::{Access, BadPath, RouteTable};
@@ -637,7 +638,7 @@ async fn forward(
     }
 
     let started = Instant::now();
-    let sent = settings.client.request(Request::from_parts(parts, body));
+    let sent = settings.client.send(Request::from_parts(parts, body));
     let (response, outcome) = match tokio::time::timeout(settings.upstream_timeout, sent).await {
         Ok(Ok(response)) => {
             let (mut parts, body) = response.into_parts();

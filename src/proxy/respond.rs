@@ -4,13 +4,13 @@ use bytes::Bytes;
 use http::header::{self, HeaderValue};
 use http::{Response, StatusCode};
 use http_body_util::{Either, Full};
-use hyper::body::Incoming;
 
 use crate::cache::Denial;
 use crate::token::Permission;
+use crate::upstream::UpstreamBody;
 
 /// A response body: the upstream's, streamed, or one of tollgate's own short answers.
-pub type ProxyBody = Either<Incoming, Full<Bytes>>;
+pub type ProxyBody = Either<UpstreamBody, Full<Bytes>>;
 
 const CHALLENGE: HeaderValue = HeaderValue::from_static(r#"Bearer realm="tollgate""#);
 const CHALLENGE_INVALID: HeaderValue =

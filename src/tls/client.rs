@@ -1,49 +1,34 @@
-//! The client side: the pooled upstream client of a listener (plain `http://` or `https://`,
+//! The client side: the TLS settings of a listener's upstream client (plain `http://` or `https://`,
 //! with the system's roots or a given CA, and a client certificate for mutual TLS), and the TLS
 //! settings of the command line's admin client.
 
 use std::path::Path;
 
-use hyper::body::Incoming;
-use hyper_rustls::{HttpsConnector, HttpsConnectorBuilder};
-use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::{TokioExecutor, TokioTimer};
 use rustls::ClientConfig;
 
 use super::{LiveCert, TlsError, UPSTREAM_CLIENT_KEYS, provider, read_roots, system_roots};
 use crate::config::{ListenerConfig, UpstreamTls};
-
-/// A listener's pooled client to its upstream. Plain `http://` upstreams go through the same type
-/// without TLS: the connector picks by the request's scheme, once per new connection.
-pub type UpstreamClient = Client<HttpsConnector<HttpConnector>, Incoming>;
+use crate::upstream::UpstreamClient;
 
 /// The client a listener forwards with. Reads the CA and the client certificate named in the
 /// config (the certificate is then followed on disk, see [`LiveCert`]); the error names the
 /// key and the file. Must run within a tokio runtime when a client certificate is configured.
 pub fn upstream_client(config: &ListenerConfig) -> Result<UpstreamClient, TlsError> {
-    let mut http = HttpConnector::new();
-    http.set_nodelay(true);
-    http.set_connect_timeout(Some(config.connect_timeout));
-    // The HTTPS connector wraps this one and needs it to pass `https://` URIs through.
-    http.enforce_http(false);
     let tls = if config.upstream.scheme == http::uri::Scheme::HTTPS {
-        upstream_tls_config(&config.name, &config.upstream_tls)?
+        let mut tls = upstream_tls_config(&config.name, &config.upstream_tls)?;
+        // Requests go upstream as HTTP/1.1 whatever the client spoke.
+        tls.alpn_protocols = vec![b"http/1.1".to_vec()];
+        Some(tls)
     } else {
-        // Never used: a plain upstream never starts a handshake.
-        plain_only_config()?
+        None
     };
-    // HTTP/1.1 only: requests are sent upstream as HTTP/1.1 whatever the client spoke.
-    let connector = HttpsConnectorBuilder::new()
-        .with_tls_config(tls)
-        .https_or_http()
-        .enable_http1()
-        .wrap_connector(http);
-    Ok(Client::builder(TokioExecutor::new())
-        // Without a timer the idle timeout is silently ignored.
-        .pool_timer(TokioTimer::new())
-        .pool_idle_timeout(config.upstream_idle_timeout)
-        .build(connector))
+    UpstreamClient::new(
+        &config.upstream,
+        tls,
+        config.connect_timeout,
+        config.upstream_idle_timeout,
+    )
+    .map_err(|e| TlsError::ServerName(e.to_string()))
 }
 
 fn upstream_tls_config(listener: &str, tls: &UpstreamTls) -> Result<ClientConfig, TlsError> {

@@ -39,6 +39,8 @@ pub enum TlsError {
     },
     #[error("no root certificates found on this system; name the CA to trust with {hint}")]
     NoSystemRoots { hint: &'static str },
+    #[error("{0}")]
+    ServerName(String),
     #[error("cannot set up TLS")]
     Setup(#[source] rustls::Error),
 }

@@ -1,0 +1,400 @@
+//! The client a listener forwards with: HTTP/1.1 to its one upstream, plain or TLS, over pooled
+//! keep-alive connections.
+//!
+//! Why not hyper's client: it drives each connection from a task of its own and hands it every
+//! request through a channel, so a forwarded request crosses tasks (and often threads) twice.
+//! Here the request's own task writes the request, reads the answer's head and, as the client
+//! side asks for it, the body; the connection goes back to the pool when the body's last byte
+//! is read. The upstream is the operator's own service, but its answers are still parsed
+//! strictly: framing by RFC 9112 §6, and a connection whose framing is in doubt is never reused.
+
+mod body;
+mod conn;
+mod pool;
+mod wire;
+
+use std::future::poll_fn;
+use std::io;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use bytes::{Buf, Bytes};
+use http::{HeaderValue, Method, Request, Response};
+use http_body::Body;
+use rustls::ClientConfig;
+use rustls::pki_types::ServerName;
+use tokio::net::TcpStream;
+use tokio_rustls::TlsConnector;
+
+use crate::config::Upstream;
+pub use body::UpstreamBody;
+use conn::{Connection, Io};
+use pool::Pool;
+use wire::{Parsed, RequestFraming, ResponseHead};
+
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// Why a request got no response from the upstream. Never carries request data.
+#[derive(Debug, thiserror::Error)]
+pub enum UpstreamError {
+    #[error("cannot resolve the upstream's host")]
+    Resolve(#[source] io::Error),
+    #[error("cannot connect")]
+    Connect(#[source] io::Error),
+    #[error("connect timed out")]
+    ConnectTimeout,
+    #[error("TLS handshake failed")]
+    Tls(#[source] io::Error),
+    #[error("the connection closed before a response")]
+    Closed,
+    #[error("upstream connection failed")]
+    Io(#[source] io::Error),
+    #[error("invalid response: {0}")]
+    Invalid(&'static str),
+    #[error("the request body failed")]
+    Body(#[source] BoxError),
+}
+
+/// A listener's client to its upstream. Clones share the pool.
+#[derive(Clone)]
+pub struct UpstreamClient {
+    target: Arc<Target>,
+    pool: Arc<Pool>,
+}
+
+struct Target {
+    /// The host as resolved (no brackets around an IPv6 address), and the port.
+    host: String,
+    port: u16,
+    /// `Host` for a request that came without one: the upstream's authority.
+    authority: HeaderValue,
+    tls: Option<(TlsConnector, ServerName<'static>)>,
+    connect_timeout: Duration,
+}
+
+/// The upstream's host is not a name a TLS certificate can be checked against.
+#[derive(Debug, thiserror::Error)]
+#[error("upstream host {0:?} is not a valid TLS server name")]
+pub struct InvalidServerName(String);
+
+impl UpstreamClient {
+    /// A client for `upstream`; with `tls` for an `https://` one. Idle connections close after
+    /// `idle_timeout`.
+    pub fn new(
+        upstream: &Upstream,
+        tls: Option<ClientConfig>,
+        connect_timeout: Duration,
+        idle_timeout: Duration,
+    ) -> Result<UpstreamClient, InvalidServerName> {
+        let authority = &upstream.authority;
+        let host = authority
+            .host()
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .to_owned();
+        let port = authority.port_u16().unwrap_or(if tls.is_some() { 443 } else { 80 });
+        let tls = match tls {
+            None => None,
+            Some(config) => {
+                let name = ServerName::try_from(host.clone())
+                    .map_err(|_| InvalidServerName(host.clone()))?;
+                Some((TlsConnector::from(Arc::new(config)), name))
+            }
+        };
+        Ok(UpstreamClient {
+            target: Arc::new(Target {
+                host,
+                port,
+                authority: HeaderValue::from_str(authority.as_str())
+                    .expect("an authority is a valid header value"),
+                tls,
+                connect_timeout,
+            }),
+            pool: Pool::new(idle_timeout),
+        })
+    }
+
+    /// Sends `request` (its URI's path and query; the target is the client's) and returns the
+    /// response once its head is in. The body is read as the returned body is polled.
+    pub async fn send<B>(&self, request: Request<B>) -> Result<Response<UpstreamBody>, UpstreamError>
+    where
+        B: Body<Data = Bytes> + Unpin,
+        B::Error: Into<BoxError>,
+    {
+        let (parts, mut body) = request.into_parts();
+        let framing = RequestFraming::of(
+            &parts.method,
+            &parts.headers,
+            body.size_hint().exact(),
+            body.is_end_stream(),
+        );
+        let mut head = Vec::with_capacity(512);
+        wire::encode_request_head(
+            &parts.method,
+            parts.uri.path_and_query().map_or("/", |p| p.as_str()),
+            &parts.headers,
+            &self.target.authority,
+            framing,
+            &mut head,
+        );
+        // An idle connection the upstream has just closed is found only by using it. A request
+        // with no body to replay goes again on a new connection; one with a body fails, as it
+        // would through any proxy, and the upstream's idle timeout (longer than tollgate's)
+        // keeps that rare.
+        let replayable = matches!(framing, RequestFraming::None | RequestFraming::Length(0));
+        let mut pooled = self.pool.take();
+        loop {
+            let reused = pooled.is_some();
+            let mut conn = match pooled.take() {
+                Some(conn) => conn,
+                None => self.connect().await?,
+            };
+            match exchange(&mut conn, &head, &mut body, framing, &parts.method).await {
+                Ok((head, request_sent)) => {
+                    let keep_alive = head.keep_alive && request_sent;
+                    let mut response = Response::new(UpstreamBody::new(
+                        head.framing,
+                        conn,
+                        keep_alive,
+                        self.pool.clone(),
+                    ));
+                    *response.status_mut() = head.status;
+                    *response.headers_mut() = head.headers;
+                    return Ok(response);
+                }
+                Err(failed) if reused && replayable && !failed.answered => continue,
+                Err(failed) => return Err(failed.error),
+            }
+        }
+    }
+
+    async fn connect(&self) -> Result<Connection, UpstreamError> {
+        let target = &self.target;
+        let tcp = tokio::time::timeout(
+            target.connect_timeout,
+            connect_tcp(&target.host, target.port),
+        )
+        .await
+        .map_err(|_| UpstreamError::ConnectTimeout)??;
+        // Best effort: a socket that refuses it still works, only slower.
+        let _ = tcp.set_nodelay(true);
+        let io = match &target.tls {
+            None => Io::Plain(tcp),
+            Some((connector, name)) => Io::Tls(Box::new(
+                connector
+                    .connect(name.clone(), tcp)
+                    .await
+                    .map_err(UpstreamError::Tls)?,
+            )),
+        };
+        Ok(Connection::new(io))
+    }
+
+    /// Idle pooled connections.
+    pub fn idle_connections(&self) -> usize {
+        self.pool.idle_count()
+    }
+}
+
+/// The first address of `host` that accepts a connection.
+async fn connect_tcp(host: &str, port: u16) -> Result<TcpStream, UpstreamError> {
+    let mut last = None;
+    for addr in tokio::net::lookup_host((host, port))
+        .await
+        .map_err(UpstreamError::Resolve)?
+    {
+        match TcpStream::connect(addr).await {
+            Ok(stream) => return Ok(stream),
+            Err(e) => last = Some(e),
+        }
+    }
+    Err(UpstreamError::Connect(last.unwrap_or_else(|| {
+        io::Error::new(io::ErrorKind::NotFound, "no address")
+    })))
+}
+
+/// An exchange that got no final response.
+struct Failed {
+    error: UpstreamError,
+    /// Whether the upstream sent anything at all: if not, the request may never have reached it.
+    answered: bool,
+}
+
+/// Writes the request and its body while reading the answer, and returns the final response
+/// head, and whether the whole request was sent. An upstream may answer before it has read the
+/// whole body (a refusal); the rest is then not sent, and the connection is not reused.
+async fn exchange<B>(
+    conn: &mut Connection,
+    head: &[u8],
+    body: &mut B,
+    framing: RequestFraming,
+    method: &Method,
+) -> Result<(ResponseHead, bool), Failed>
+where
+    B: Body<Data = Bytes> + Unpin,
+    B::Error: Into<BoxError>,
+{
+    let mut sender = Sender {
+        pending: head.to_vec(),
+        written: 0,
+        framing,
+        state: if framing == RequestFraming::None {
+            Sending::Ended
+        } else {
+            Sending::Body
+        },
+        sent: false,
+    };
+    let mut answered = false;
+    poll_fn(|cx| {
+        if !sender.sent {
+            match sender.poll_send(cx, conn, body) {
+                Poll::Ready(Ok(())) => sender.sent = true,
+                Poll::Ready(Err(error)) => return Poll::Ready(Err(Failed { error, answered })),
+                Poll::Pending => {}
+            }
+        }
+        loop {
+            if !conn.buf.is_empty() {
+                match wire::parse_response_head(&conn.buf, method) {
+                    Ok(Parsed::Partial) => {}
+                    Ok(Parsed::Interim { len }) => {
+                        conn.buf.advance(len);
+                        continue;
+                    }
+                    Ok(Parsed::Final { len, head }) => {
+                        conn.buf.advance(len);
+                        return Poll::Ready(Ok((head, sender.sent)));
+                    }
+                    Err(error) => return Poll::Ready(Err(Failed { error, answered })),
+                }
+            }
+            match conn.poll_fill(cx) {
+                Poll::Ready(Ok(0)) => {
+                    let error = UpstreamError::Closed;
+                    return Poll::Ready(Err(Failed { error, answered }));
+                }
+                Poll::Ready(Ok(_)) => answered = true,
+                Poll::Ready(Err(e)) => {
+                    let error = UpstreamError::Io(e);
+                    return Poll::Ready(Err(Failed { error, answered }));
+                }
+                Poll::Pending => return Poll::Pending,
+            }
+        }
+    })
+    .await
+}
+
+/// The request going out: its head, then its body as the client sends it.
+struct Sender {
+    /// Bytes to write, from `written` on.
+    pending: Vec<u8>,
+    written: usize,
+    framing: RequestFraming,
+    state: Sending,
+    /// Everything is written and flushed.
+    sent: bool,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Sending {
+    Body,
+    Ended,
+}
+
+/// Body data gathered before a write, at most.
+const GATHER: usize = 16 * 1024;
+
+impl Sender {
+    fn poll_send<B>(
+        &mut self,
+        cx: &mut Context<'_>,
+        conn: &mut Connection,
+        body: &mut B,
+    ) -> Poll<Result<(), UpstreamError>>
+    where
+        B: Body<Data = Bytes> + Unpin,
+        B::Error: Into<BoxError>,
+    {
+        loop {
+            // Whatever body is ready goes out with what is already pending, in one write.
+            if self.state == Sending::Body && self.pending.len() - self.written < GATHER {
+                match std::pin::Pin::new(&mut *body).poll_frame(cx) {
+                    Poll::Ready(Some(Ok(frame))) => {
+                        if let Ok(data) = frame.into_data() {
+                            self.encode(&data)?;
+                        }
+                        continue;
+                    }
+                    Poll::Ready(Some(Err(e))) => {
+                        return Poll::Ready(Err(UpstreamError::Body(e.into())));
+                    }
+                    Poll::Ready(None) => {
+                        self.end()?;
+                        continue;
+                    }
+                    Poll::Pending => {}
+                }
+            }
+            if self.written < self.pending.len() {
+                match conn.poll_write(cx, &self.pending[self.written..]) {
+                    Poll::Ready(Ok(0)) => {
+                        let closed = io::Error::from(io::ErrorKind::WriteZero);
+                        return Poll::Ready(Err(UpstreamError::Io(closed)));
+                    }
+                    Poll::Ready(Ok(n)) => {
+                        self.written += n;
+                        continue;
+                    }
+                    Poll::Ready(Err(e)) => return Poll::Ready(Err(UpstreamError::Io(e))),
+                    Poll::Pending => return Poll::Pending,
+                }
+            }
+            self.pending.clear();
+            self.written = 0;
+            if self.state == Sending::Body {
+                // Waiting for the client's next piece of body.
+                return Poll::Pending;
+            }
+            return conn.poll_flush(cx).map_err(UpstreamError::Io);
+        }
+    }
+
+    fn encode(&mut self, data: &Bytes) -> Result<(), UpstreamError> {
+        if data.is_empty() {
+            return Ok(());
+        }
+        match &mut self.framing {
+            RequestFraming::Length(left) => {
+                *left = left
+                    .checked_sub(data.len() as u64)
+                    .ok_or(UpstreamError::Body("body longer than its length".into()))?;
+                self.pending.extend_from_slice(data);
+            }
+            RequestFraming::Chunked => {
+                self.pending
+                    .extend_from_slice(format!("{:x}\r\n", data.len()).as_bytes());
+                self.pending.extend_from_slice(data);
+                self.pending.extend_from_slice(b"\r\n");
+            }
+            RequestFraming::None => {
+                return Err(UpstreamError::Body("a body where none was announced".into()));
+            }
+        }
+        Ok(())
+    }
+
+    fn end(&mut self) -> Result<(), UpstreamError> {
+        self.state = Sending::Ended;
+        match self.framing {
+            RequestFraming::Length(0) | RequestFraming::None => Ok(()),
+            RequestFraming::Length(_) => Err(UpstreamError::Body("body shorter than its length".into())),
+            RequestFraming::Chunked => {
+                self.pending.extend_from_slice(b"0\r\n\r\n");
+                Ok(())
+            }
+        }
+    }
+}

@@ -1,0 +1,431 @@
+//! HTTP/1.1 on the upstream connection: the request head tollgate writes, and the response head
+//! it reads, with the framing of the body that follows (RFC 9112 §6).
+
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::{Method, StatusCode, Version};
+
+use super::UpstreamError;
+
+/// The most header fields an upstream response may carry.
+const MAX_RESPONSE_HEADERS: usize = 128;
+/// The largest response head accepted.
+pub const MAX_RESPONSE_HEAD: usize = 64 * 1024;
+
+/// How the request's body goes on the wire. Decided from the body tollgate actually has, never
+/// from the client's framing headers, so that what the upstream reads is what was received.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RequestFraming {
+    /// No body and no framing header.
+    None,
+    /// `Content-Length: n`, then exactly n bytes.
+    Length(u64),
+    /// `Transfer-Encoding: chunked`: a body whose length is not known in advance.
+    Chunked,
+}
+
+impl RequestFraming {
+    /// `exact` is the body's exact length when known, `ended` whether it is already known to be
+    /// empty. A request that says it carries a body (a `Content-Length`, or a method whose body
+    /// is its point) keeps an explicit `Content-Length: 0` when that body is empty.
+    pub fn of(method: &Method, headers: &HeaderMap, exact: Option<u64>, ended: bool) -> Self {
+        match exact {
+            Some(0) | None if ended => {
+                let says_body = headers.contains_key(header::CONTENT_LENGTH)
+                    || matches!(*method, Method::POST | Method::PUT | Method::PATCH);
+                if says_body {
+                    RequestFraming::Length(0)
+                } else {
+                    RequestFraming::None
+                }
+            }
+            Some(length) => RequestFraming::Length(length),
+            None => RequestFraming::Chunked,
+        }
+    }
+}
+
+/// Writes a request head in origin form. The client's own framing headers are not written:
+/// `framing` replaces them. `host` is written when the request has no `Host`.
+pub fn encode_request_head(
+    method: &Method,
+    path_and_query: &str,
+    headers: &HeaderMap,
+    host: &HeaderValue,
+    framing: RequestFraming,
+    out: &mut Vec<u8>,
+) {
+    out.extend_from_slice(method.as_str().as_bytes());
+    out.push(b' ');
+    out.extend_from_slice(path_and_query.as_bytes());
+    out.extend_from_slice(b" HTTP/1.1\r\n");
+    if !headers.contains_key(header::HOST) {
+        field(out, header::HOST.as_str(), host.as_bytes());
+    }
+    for (name, value) in headers {
+        if name == header::CONTENT_LENGTH || name == header::TRANSFER_ENCODING {
+            continue;
+        }
+        field(out, name.as_str(), value.as_bytes());
+    }
+    match framing {
+        RequestFraming::None => {}
+        RequestFraming::Length(length) => {
+            field(out, "content-length", itoa_u64(length).as_bytes());
+        }
+        RequestFraming::Chunked => field(out, "transfer-encoding", b"chunked"),
+    }
+    out.extend_from_slice(b"\r\n");
+}
+
+fn field(out: &mut Vec<u8>, name: &str, value: &[u8]) {
+    out.extend_from_slice(name.as_bytes());
+    out.extend_from_slice(b": ");
+    out.extend_from_slice(value);
+    out.extend_from_slice(b"\r\n");
+}
+
+/// A number's decimal digits, without a heap allocation.
+struct Digits {
+    bytes: [u8; 20],
+    start: usize,
+}
+
+impl Digits {
+    fn as_bytes(&self) -> &[u8] {
+        &self.bytes[self.start..]
+    }
+}
+
+fn itoa_u64(mut n: u64) -> Digits {
+    let mut digits = Digits {
+        bytes: [0; 20],
+        start: 20,
+    };
+    loop {
+        digits.start -= 1;
+        digits.bytes[digits.start] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            return digits;
+        }
+    }
+}
+
+/// How the response's body is delimited on the wire.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ResponseFraming {
+    /// No body: a response to HEAD, or a 204 or 304.
+    Empty,
+    Length(u64),
+    Chunked,
+    /// Up to the upstream closing the connection, which then cannot be reused.
+    UntilClose,
+}
+
+/// A parsed response head, ready to hand to the client side.
+pub struct ResponseHead {
+    pub status: StatusCode,
+    pub headers: HeaderMap,
+    pub framing: ResponseFraming,
+    /// Whether the connection may carry another request once this response's body is read.
+    pub keep_alive: bool,
+}
+
+/// What a look at the bytes received so far found.
+pub enum Parsed {
+    /// More bytes are needed.
+    Partial,
+    /// An interim (1xx) response of `len` bytes, to skip: the final one follows.
+    Interim { len: usize },
+    /// The final response head, `len` bytes long.
+    Final { len: usize, head: ResponseHead },
+}
+
+/// Parses the response head at the start of `buf`. `request_method` decides whether a body
+/// follows (none after HEAD).
+pub fn parse_response_head(buf: &[u8], request_method: &Method) -> Result<Parsed, UpstreamError> {
+    let mut fields = [httparse::EMPTY_HEADER; MAX_RESPONSE_HEADERS];
+    let mut response = httparse::Response::new(&mut fields);
+    let len = match response.parse(buf) {
+        Ok(httparse::Status::Complete(len)) => len,
+        Ok(httparse::Status::Partial) if buf.len() >= MAX_RESPONSE_HEAD => {
+            return Err(UpstreamError::Invalid("response head too large"));
+        }
+        Ok(httparse::Status::Partial) => return Ok(Parsed::Partial),
+        Err(httparse::Error::TooManyHeaders) => {
+            return Err(UpstreamError::Invalid("too many response header fields"));
+        }
+        Err(_) => return Err(UpstreamError::Invalid("malformed response head")),
+    };
+    let code = response.code.unwrap_or_default();
+    let status = StatusCode::from_u16(code)
+        .map_err(|_| UpstreamError::Invalid("invalid response status"))?;
+    if status == StatusCode::SWITCHING_PROTOCOLS {
+        // tollgate never forwards an upgrade, so an upstream has nothing to switch to.
+        return Err(UpstreamError::Invalid("unrequested protocol switch"));
+    }
+    if status.is_informational() {
+        return Ok(Parsed::Interim { len });
+    }
+    let version = if response.version == Some(0) {
+        Version::HTTP_10
+    } else {
+        Version::HTTP_11
+    };
+
+    let mut headers = HeaderMap::with_capacity(response.headers.len());
+    for field in response.headers.iter() {
+        let name = HeaderName::from_bytes(field.name.as_bytes())
+            .map_err(|_| UpstreamError::Invalid("invalid response header name"))?;
+        let value = HeaderValue::from_bytes(field.value)
+            .map_err(|_| UpstreamError::Invalid("invalid response header value"))?;
+        headers.append(name, value);
+    }
+
+    let mut keep_alive = keeps_alive(&headers, version);
+    let framing = if *request_method == Method::HEAD
+        || status == StatusCode::NO_CONTENT
+        || status == StatusCode::NOT_MODIFIED
+    {
+        ResponseFraming::Empty
+    } else if headers.contains_key(header::TRANSFER_ENCODING) {
+        // Transfer-Encoding overrides Content-Length (RFC 9112 §6.3); a response with both may
+        // be an attempt to desynchronise, so its connection is not used again.
+        if headers.remove(header::CONTENT_LENGTH).is_some() {
+            keep_alive = false;
+        }
+        if last_coding_is_chunked(&headers) {
+            ResponseFraming::Chunked
+        } else {
+            ResponseFraming::UntilClose
+        }
+    } else if headers.contains_key(header::CONTENT_LENGTH) {
+        ResponseFraming::Length(content_length(&headers)?)
+    } else {
+        ResponseFraming::UntilClose
+    };
+    if framing == ResponseFraming::UntilClose {
+        keep_alive = false;
+    }
+    Ok(Parsed::Final {
+        len,
+        head: ResponseHead {
+            status,
+            headers,
+            framing,
+            keep_alive,
+        },
+    })
+}
+
+/// HTTP/1.1 keeps the connection unless told `close`; HTTP/1.0 closes it unless told
+/// `keep-alive`.
+fn keeps_alive(headers: &HeaderMap, version: Version) -> bool {
+    let mut tokens = headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .flat_map(|value| value.as_bytes().split(|&b| b == b','))
+        .map(|token| token.trim_ascii());
+    if version == Version::HTTP_10 {
+        tokens.any(|token| token.eq_ignore_ascii_case(b"keep-alive"))
+    } else {
+        !tokens.any(|token| token.eq_ignore_ascii_case(b"close"))
+    }
+}
+
+fn last_coding_is_chunked(headers: &HeaderMap) -> bool {
+    headers
+        .get_all(header::TRANSFER_ENCODING)
+        .iter()
+        .flat_map(|value| value.as_bytes().split(|&b| b == b','))
+        .map(|coding| coding.trim_ascii())
+        .rfind(|coding| !coding.is_empty())
+        .is_some_and(|coding| coding.eq_ignore_ascii_case(b"chunked"))
+}
+
+/// The one length that every `Content-Length` value agrees on (repeats of one value are allowed,
+/// RFC 9110 §8.6); anything else is an invalid response.
+fn content_length(headers: &HeaderMap) -> Result<u64, UpstreamError> {
+    let mut length = None;
+    for item in headers
+        .get_all(header::CONTENT_LENGTH)
+        .iter()
+        .flat_map(|value| value.as_bytes().split(|&b| b == b','))
+    {
+        let item = item.trim_ascii();
+        let parsed = (!item.is_empty() && item.len() <= 19 && item.iter().all(u8::is_ascii_digit))
+            .then(|| item.iter().fold(0u64, |n, d| n * 10 + u64::from(d - b'0')))
+            .ok_or(UpstreamError::Invalid("invalid Content-Length"))?;
+        if length.is_some_and(|l| l != parsed) {
+            return Err(UpstreamError::Invalid("conflicting Content-Length values"));
+        }
+        length = Some(parsed);
+    }
+    length.ok_or(UpstreamError::Invalid("invalid Content-Length"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn head(text: &str, method: Method) -> ResponseHead {
+        match parse_response_head(text.as_bytes(), &method) {
+            Ok(Parsed::Final { len, head }) => {
+                assert_eq!(len, text.len());
+                head
+            }
+            Ok(_) => panic!("not a final head: {text:?}"),
+            Err(e) => panic!("{e}: {text:?}"),
+        }
+    }
+
+    fn refused(text: &str) -> String {
+        match parse_response_head(text.as_bytes(), &Method::GET) {
+            Err(e) => e.to_string(),
+            Ok(_) => panic!("accepted: {text:?}"),
+        }
+    }
+
+    #[test]
+    fn framing_follows_rfc_9112() {
+        let length = head("HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\n", Method::GET);
+        assert_eq!(length.framing, ResponseFraming::Length(5));
+        assert!(length.keep_alive);
+
+        let chunked = head(
+            "HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, Chunked\r\n\r\n",
+            Method::GET,
+        );
+        assert_eq!(chunked.framing, ResponseFraming::Chunked);
+        assert!(chunked.keep_alive);
+
+        let both = head(
+            "HTTP/1.1 200 OK\r\ncontent-length: 5\r\ntransfer-encoding: chunked\r\n\r\n",
+            Method::GET,
+        );
+        assert_eq!(both.framing, ResponseFraming::Chunked);
+        assert!(!both.headers.contains_key(header::CONTENT_LENGTH));
+        assert!(!both.keep_alive, "a response with both is not trusted twice");
+
+        let close = head("HTTP/1.1 200 OK\r\n\r\n", Method::GET);
+        assert_eq!(close.framing, ResponseFraming::UntilClose);
+        assert!(!close.keep_alive);
+
+        let gzip_only = head("HTTP/1.1 200 OK\r\ntransfer-encoding: gzip\r\n\r\n", Method::GET);
+        assert_eq!(gzip_only.framing, ResponseFraming::UntilClose);
+
+        for (text, method) in [
+            ("HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\n", Method::HEAD),
+            ("HTTP/1.1 204 No Content\r\n\r\n", Method::GET),
+            ("HTTP/1.1 304 Not Modified\r\ncontent-length: 9\r\n\r\n", Method::GET),
+        ] {
+            let empty = head(text, method);
+            assert_eq!(empty.framing, ResponseFraming::Empty, "{text:?}");
+            assert!(empty.keep_alive);
+        }
+    }
+
+    #[test]
+    fn connection_reuse_follows_the_version_and_connection_header() {
+        let closed = head(
+            "HTTP/1.1 200 OK\r\nconnection: keep-alive, Close\r\ncontent-length: 0\r\n\r\n",
+            Method::GET,
+        );
+        assert!(!closed.keep_alive);
+        let old = head("HTTP/1.0 200 OK\r\ncontent-length: 0\r\n\r\n", Method::GET);
+        assert!(!old.keep_alive);
+        let old_kept = head(
+            "HTTP/1.0 200 OK\r\nConnection: Keep-Alive\r\ncontent-length: 0\r\n\r\n",
+            Method::GET,
+        );
+        assert!(old_kept.keep_alive);
+    }
+
+    #[test]
+    fn repeated_equal_lengths_pass_and_others_are_refused() {
+        let repeated = head(
+            "HTTP/1.1 200 OK\r\ncontent-length: 3, 3\r\ncontent-length: 3\r\n\r\n",
+            Method::GET,
+        );
+        assert_eq!(repeated.framing, ResponseFraming::Length(3));
+        assert!(refused("HTTP/1.1 200 OK\r\ncontent-length: 3\r\ncontent-length: 4\r\n\r\n").contains("conflicting"));
+        for bad in ["-1", "+3", "0x10", "", "99999999999999999999", "3 3"] {
+            let text = format!("HTTP/1.1 200 OK\r\ncontent-length: {bad}\r\n\r\n");
+            assert!(refused(&text).contains("Content-Length"), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn interim_responses_are_skipped_and_switching_is_refused() {
+        let text = b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\n";
+        assert!(matches!(
+            parse_response_head(text, &Method::POST),
+            Ok(Parsed::Interim { len: 25 })
+        ));
+        assert!(refused("HTTP/1.1 101 Switching Protocols\r\nupgrade: x\r\n\r\n").contains("switch"));
+    }
+
+    #[test]
+    fn partial_malformed_and_oversized_heads() {
+        assert!(matches!(
+            parse_response_head(b"HTTP/1.1 200 OK\r\ncontent-le", &Method::GET),
+            Ok(Parsed::Partial)
+        ));
+        assert!(refused("HTTP/1.1 200 OK\r\nbad header\r\n\r\n").contains("malformed"));
+        assert!(refused("HTTP/1.1 200 OK\r\n folded: no\r\n\r\n").contains("malformed"));
+        let huge = format!("HTTP/1.1 200 OK\r\nx: {}", "a".repeat(MAX_RESPONSE_HEAD));
+        assert!(refused(&huge).contains("too large"));
+        let many: String = (0..=MAX_RESPONSE_HEADERS).map(|i| format!("x-{i}: 1\r\n")).collect();
+        assert!(refused(&format!("HTTP/1.1 200 OK\r\n{many}\r\n")).contains("too many"));
+    }
+
+    #[test]
+    fn request_framing_comes_from_the_body_tollgate_holds() {
+        let none = HeaderMap::new();
+        let mut with_length = HeaderMap::new();
+        with_length.insert(header::CONTENT_LENGTH, HeaderValue::from_static("0"));
+        assert_eq!(RequestFraming::of(&Method::GET, &none, Some(0), true), RequestFraming::None);
+        assert_eq!(
+            RequestFraming::of(&Method::GET, &with_length, Some(0), true),
+            RequestFraming::Length(0)
+        );
+        assert_eq!(
+            RequestFraming::of(&Method::POST, &none, Some(0), true),
+            RequestFraming::Length(0)
+        );
+        assert_eq!(
+            RequestFraming::of(&Method::POST, &none, Some(12), false),
+            RequestFraming::Length(12)
+        );
+        assert_eq!(
+            RequestFraming::of(&Method::POST, &with_length, None, false),
+            RequestFraming::Chunked
+        );
+    }
+
+    #[test]
+    fn request_head_replaces_the_clients_framing() {
+        let mut headers = HeaderMap::new();
+        headers.insert(header::CONTENT_LENGTH, HeaderValue::from_static("999"));
+        headers.insert(header::TRANSFER_ENCODING, HeaderValue::from_static("chunked"));
+        headers.append("x-a", HeaderValue::from_static("1"));
+        headers.append("x-a", HeaderValue::from_static("2"));
+        let mut out = Vec::new();
+        let host = HeaderValue::from_static("upstream:80");
+        encode_request_head(
+            &Method::POST,
+            "/a?b=c",
+            &headers,
+            &host,
+            RequestFraming::Length(1234567890),
+            &mut out,
+        );
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            "POST /a?b=c HTTP/1.1\r\nhost: upstream:80\r\nx-a: 1\r\nx-a: 2\r\n\
+             content-length: 1234567890\r\n\r\n"
+        );
+        assert_eq!(itoa_u64(0).as_bytes(), b"0");
+        assert_eq!(itoa_u64(u64::MAX).as_bytes(), u64::MAX.to_string().as_bytes());
+    }
+}
