@@ -9,10 +9,10 @@ use std::task::{Context, Poll, ready};
 use bytes::{Buf, Bytes, BytesMut};
 use http_body::{Body, Frame, SizeHint};
 
+use super::UpstreamError;
 use super::conn::Connection;
 use super::pool::Pool;
 use super::wire::ResponseFraming;
-use super::UpstreamError;
 
 /// Data up to this size is copied out of the connection's buffer, which then stays whole for
 /// the next read; larger data is handed over without a copy.

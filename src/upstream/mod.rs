@@ -93,7 +93,9 @@ impl UpstreamClient {
             .trim_start_matches('[')
             .trim_end_matches(']')
             .to_owned();
-        let port = authority.port_u16().unwrap_or(if tls.is_some() { 443 } else { 80 });
+        let port = authority
+            .port_u16()
+            .unwrap_or(if tls.is_some() { 443 } else { 80 });
         let tls = match tls {
             None => None,
             Some(config) => {
@@ -117,7 +119,10 @@ impl UpstreamClient {
 
     /// Sends `request` (its URI's path and query; the target is the client's) and returns the
     /// response once its head is in. The body is read as the returned body is polled.
-    pub async fn send<B>(&self, request: Request<B>) -> Result<Response<UpstreamBody>, UpstreamError>
+    pub async fn send<B>(
+        &self,
+        request: Request<B>,
+    ) -> Result<Response<UpstreamBody>, UpstreamError>
     where
         B: Body<Data = Bytes> + Unpin,
         B::Error: Into<BoxError>,
@@ -129,20 +134,25 @@ impl UpstreamClient {
             body.size_hint().exact(),
             body.is_end_stream(),
         );
-        let mut head = Vec::with_capacity(512);
-        wire::encode_request_head(
-            &parts.method,
-            parts.uri.path_and_query().map_or("/", |p| p.as_str()),
-            &parts.headers,
-            &self.target.authority,
-            framing,
-            &mut head,
-        );
-        // An idle connection the upstream has just closed is found only by using it. A request
-        // with no body to replay goes again on a new connection; one with a body fails, as it
-        // would through any proxy, and the upstream's idle timeout (longer than tollgate's)
-        // keeps that rare.
-        let replayable = matches!(framing, RequestFraming::None | RequestFraming::Length(0));
+        let encode_head = || {
+            let mut head = Vec::with_capacity(512);
+            wire::encode_request_head(
+                &parts.method,
+                parts.uri.path_and_query().map_or("/", |p| p.as_str()),
+                &parts.headers,
+                &self.target.authority,
+                framing,
+                &mut head,
+            );
+            head
+        };
+        // An idle connection the upstream has just closed is found only by using it. If the
+        // upstream sent nothing back, an idempotent request without a body (RFC 9110 §9.2.2)
+        // goes again on a new connection. Anything else fails, as it would through any proxy:
+        // the upstream may have acted on it. Closing idle connections before the upstream does
+        // (the idle timeout) keeps that rare.
+        let replayable = parts.method.is_idempotent()
+            && matches!(framing, RequestFraming::None | RequestFraming::Length(0));
         let mut pooled = self.pool.take();
         loop {
             let reused = pooled.is_some();
@@ -150,7 +160,7 @@ impl UpstreamClient {
                 Some(conn) => conn,
                 None => self.connect().await?,
             };
-            match exchange(&mut conn, &head, &mut body, framing, &parts.method).await {
+            match exchange(&mut conn, encode_head(), &mut body, framing, &parts.method).await {
                 Ok((head, request_sent)) => {
                     let keep_alive = head.keep_alive && request_sent;
                     let mut response = Response::new(UpstreamBody::new(
@@ -226,7 +236,7 @@ struct Failed {
 /// whole body (a refusal); the rest is then not sent, and the connection is not reused.
 async fn exchange<B>(
     conn: &mut Connection,
-    head: &[u8],
+    head: Vec<u8>,
     body: &mut B,
     framing: RequestFraming,
     method: &Method,
@@ -236,7 +246,7 @@ where
     B::Error: Into<BoxError>,
 {
     let mut sender = Sender {
-        pending: head.to_vec(),
+        pending: head,
         written: 0,
         framing,
         state: if framing == RequestFraming::None {
@@ -380,7 +390,9 @@ impl Sender {
                 self.pending.extend_from_slice(b"\r\n");
             }
             RequestFraming::None => {
-                return Err(UpstreamError::Body("a body where none was announced".into()));
+                return Err(UpstreamError::Body(
+                    "a body where none was announced".into(),
+                ));
             }
         }
         Ok(())
@@ -390,7 +402,9 @@ impl Sender {
         self.state = Sending::Ended;
         match self.framing {
             RequestFraming::Length(0) | RequestFraming::None => Ok(()),
-            RequestFraming::Length(_) => Err(UpstreamError::Body("body shorter than its length".into())),
+            RequestFraming::Length(_) => {
+                Err(UpstreamError::Body("body shorter than its length".into()))
+            }
             RequestFraming::Chunked => {
                 self.pending.extend_from_slice(b"0\r\n\r\n");
                 Ok(())

@@ -305,19 +305,28 @@ mod tests {
         );
         assert_eq!(both.framing, ResponseFraming::Chunked);
         assert!(!both.headers.contains_key(header::CONTENT_LENGTH));
-        assert!(!both.keep_alive, "a response with both is not trusted twice");
+        assert!(
+            !both.keep_alive,
+            "a response with both is not trusted twice"
+        );
 
         let close = head("HTTP/1.1 200 OK\r\n\r\n", Method::GET);
         assert_eq!(close.framing, ResponseFraming::UntilClose);
         assert!(!close.keep_alive);
 
-        let gzip_only = head("HTTP/1.1 200 OK\r\ntransfer-encoding: gzip\r\n\r\n", Method::GET);
+        let gzip_only = head(
+            "HTTP/1.1 200 OK\r\ntransfer-encoding: gzip\r\n\r\n",
+            Method::GET,
+        );
         assert_eq!(gzip_only.framing, ResponseFraming::UntilClose);
 
         for (text, method) in [
             ("HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\n", Method::HEAD),
             ("HTTP/1.1 204 No Content\r\n\r\n", Method::GET),
-            ("HTTP/1.1 304 Not Modified\r\ncontent-length: 9\r\n\r\n", Method::GET),
+            (
+                "HTTP/1.1 304 Not Modified\r\ncontent-length: 9\r\n\r\n",
+                Method::GET,
+            ),
         ] {
             let empty = head(text, method);
             assert_eq!(empty.framing, ResponseFraming::Empty, "{text:?}");
@@ -348,7 +357,10 @@ mod tests {
             Method::GET,
         );
         assert_eq!(repeated.framing, ResponseFraming::Length(3));
-        assert!(refused("HTTP/1.1 200 OK\r\ncontent-length: 3\r\ncontent-length: 4\r\n\r\n").contains("conflicting"));
+        assert!(
+            refused("HTTP/1.1 200 OK\r\ncontent-length: 3\r\ncontent-length: 4\r\n\r\n")
+                .contains("conflicting")
+        );
         for bad in ["-1", "+3", "0x10", "", "99999999999999999999", "3 3"] {
             let text = format!("HTTP/1.1 200 OK\r\ncontent-length: {bad}\r\n\r\n");
             assert!(refused(&text).contains("Content-Length"), "{bad:?}");
@@ -362,7 +374,9 @@ mod tests {
             parse_response_head(text, &Method::POST),
             Ok(Parsed::Interim { len: 25 })
         ));
-        assert!(refused("HTTP/1.1 101 Switching Protocols\r\nupgrade: x\r\n\r\n").contains("switch"));
+        assert!(
+            refused("HTTP/1.1 101 Switching Protocols\r\nupgrade: x\r\n\r\n").contains("switch")
+        );
     }
 
     #[test]
@@ -375,7 +389,9 @@ mod tests {
         assert!(refused("HTTP/1.1 200 OK\r\n folded: no\r\n\r\n").contains("malformed"));
         let huge = format!("HTTP/1.1 200 OK\r\nx: {}", "a".repeat(MAX_RESPONSE_HEAD));
         assert!(refused(&huge).contains("too large"));
-        let many: String = (0..=MAX_RESPONSE_HEADERS).map(|i| format!("x-{i}: 1\r\n")).collect();
+        let many: String = (0..=MAX_RESPONSE_HEADERS)
+            .map(|i| format!("x-{i}: 1\r\n"))
+            .collect();
         assert!(refused(&format!("HTTP/1.1 200 OK\r\n{many}\r\n")).contains("too many"));
     }
 
@@ -384,7 +400,10 @@ mod tests {
         let none = HeaderMap::new();
         let mut with_length = HeaderMap::new();
         with_length.insert(header::CONTENT_LENGTH, HeaderValue::from_static("0"));
-        assert_eq!(RequestFraming::of(&Method::GET, &none, Some(0), true), RequestFraming::None);
+        assert_eq!(
+            RequestFraming::of(&Method::GET, &none, Some(0), true),
+            RequestFraming::None
+        );
         assert_eq!(
             RequestFraming::of(&Method::GET, &with_length, Some(0), true),
             RequestFraming::Length(0)
@@ -407,7 +426,10 @@ mod tests {
     fn request_head_replaces_the_clients_framing() {
         let mut headers = HeaderMap::new();
         headers.insert(header::CONTENT_LENGTH, HeaderValue::from_static("999"));
-        headers.insert(header::TRANSFER_ENCODING, HeaderValue::from_static("chunked"));
+        headers.insert(
+            header::TRANSFER_ENCODING,
+            HeaderValue::from_static("chunked"),
+        );
         headers.append("x-a", HeaderValue::from_static("1"));
         headers.append("x-a", HeaderValue::from_static("2"));
         let mut out = Vec::new();
@@ -426,6 +448,9 @@ mod tests {
              content-length: 1234567890\r\n\r\n"
         );
         assert_eq!(itoa_u64(0).as_bytes(), b"0");
-        assert_eq!(itoa_u64(u64::MAX).as_bytes(), u64::MAX.to_string().as_bytes());
+        assert_eq!(
+            itoa_u64(u64::MAX).as_bytes(),
+            u64::MAX.to_string().as_bytes()
+        );
     }
 }
