@@ -1,15 +1,18 @@
 //! A small client of the admin API for the command line, over HTTP or HTTPS.
 
 use std::path::Path;
+use std::time::Duration;
 
 use bytes::Bytes;
 use http::{Method, Request, StatusCode, Uri, header};
 use http_body_util::{BodyExt, Full};
-use hyper_rustls::{HttpsConnector, HttpsConnectorBuilder};
-use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::TokioExecutor;
 use serde_json::Value;
+
+use crate::config::Upstream;
+use crate::upstream::UpstreamClient;
+
+/// How long the command line waits for the admin port to accept a connection.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
@@ -17,6 +20,8 @@ pub enum ClientError {
     BadUrl(String),
     #[error("cannot set up TLS for the admin API")]
     Tls(#[from] crate::tls::TlsError),
+    #[error("cannot set up TLS for the admin API: {0}")]
+    ServerName(#[from] crate::upstream::InvalidServerName),
     #[error("cannot reach the admin API at {url}: {reason}")]
     Unreachable { url: String, reason: String },
     #[error("the admin API answered {status}: {message}")]
@@ -42,7 +47,7 @@ impl ClientError {
 pub struct AdminClient {
     base: String,
     token: String,
-    http: Client<HttpsConnector<HttpConnector>, Full<Bytes>>,
+    http: UpstreamClient,
 }
 
 impl AdminClient {
@@ -58,27 +63,21 @@ impl AdminClient {
             Some("https") => true,
             _ => return Err(ClientError::BadUrl(base)),
         };
-        if uri.authority().is_none() {
+        let (Some(scheme), Some(authority)) = (uri.scheme(), uri.authority()) else {
             return Err(ClientError::BadUrl(base));
-        }
-        let tls = if https {
-            crate::tls::client::admin_client_config(ca)?
-        } else {
-            // Never used for a plain URL; no roots to read.
-            crate::tls::client::plain_only_config()?
         };
-        let mut http = HttpConnector::new();
-        http.enforce_http(false);
-        let connector = HttpsConnectorBuilder::new()
-            .with_tls_config(tls)
-            .https_or_http()
-            .enable_http1()
-            .wrap_connector(http);
-        Ok(AdminClient {
-            base,
-            token,
-            http: Client::builder(TokioExecutor::new()).build(connector),
-        })
+        let admin = Upstream {
+            scheme: scheme.clone(),
+            authority: authority.clone(),
+        };
+        let tls = if https {
+            Some(crate::tls::client::admin_client_config(ca)?)
+        } else {
+            None
+        };
+        // One call per command: no connection is kept for long.
+        let http = UpstreamClient::new(&admin, tls, CONNECT_TIMEOUT, Duration::from_secs(1))?;
+        Ok(AdminClient { base, token, http })
     }
 
     /// Sends one call; a 2xx answer gives its JSON body (`Null` when empty), anything else an
@@ -94,7 +93,7 @@ impl AdminClient {
             json_request(method, &url, body, Some(format!("Bearer {}", self.token)))?;
         let response = self
             .http
-            .request(request)
+            .send(request)
             .await
             .map_err(|e| ClientError::Unreachable {
                 url: self.base.clone(),

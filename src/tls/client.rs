@@ -60,15 +60,6 @@ fn upstream_tls_config(listener: &str, tls: &UpstreamTls) -> Result<ClientConfig
     })
 }
 
-/// A client config that trusts nothing, for connectors that only ever make plain connections.
-pub fn plain_only_config() -> Result<ClientConfig, TlsError> {
-    Ok(ClientConfig::builder_with_provider(provider())
-        .with_safe_default_protocol_versions()
-        .map_err(TlsError::Setup)?
-        .with_root_certificates(rustls::RootCertStore::empty())
-        .with_no_client_auth())
-}
-
 /// The TLS settings of the command line's admin client: trust the CA certificates in `ca`
 /// (a PEM bundle, or the admin port's own certificate), else the system's roots.
 pub fn admin_client_config(ca: Option<&Path>) -> Result<ClientConfig, TlsError> {
