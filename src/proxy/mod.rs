@@ -639,7 +639,11 @@ async fn forward(
 
     let started = Instant::now();
     let sent = settings.client.send(Request::from_parts(parts, body));
-    let (response, outcome) = match tokio::time::timeout(settings.upstream_timeout, sent).await {
+    // Boxed: hyper keeps one request future per connection for the connection's life, sized for
+    // its largest state. Inline, the exchange with the upstream would be part of every idle
+    // connection's memory; boxed, it costs one allocation per forwarded request.
+    let sent = Box::pin(tokio::time::timeout(settings.upstream_timeout, sent));
+    let (response, outcome) = match sent.await {
         Ok(Ok(response)) => {
             let (mut parts, body) = response.into_parts();
             headers::remove_hop_by_hop(&mut parts.headers);

@@ -158,7 +158,10 @@ impl UpstreamClient {
             let reused = pooled.is_some();
             let mut conn = match pooled.take() {
                 Some(conn) => conn,
-                None => self.connect().await?,
+                // Boxed: a TLS handshake's state is large, and inline it would grow every
+                // request's future (held for the life of each client connection) for the sake
+                // of the few requests that open a connection.
+                None => Box::pin(self.connect()).await?,
             };
             match exchange(&mut conn, encode_head(), &mut body, framing, &parts.method).await {
                 Ok((head, request_sent)) => {

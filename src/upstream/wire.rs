@@ -167,6 +167,10 @@ pub fn parse_response_head(buf: &[u8], request_method: &Method) -> Result<Parsed
     if status.is_informational() {
         return Ok(Parsed::Interim { len });
     }
+    if *request_method == Method::CONNECT && status.is_success() {
+        // A tunnel (RFC 9112 §6.3), which tollgate does not open either.
+        return Err(UpstreamError::Invalid("unrequested tunnel"));
+    }
     let version = if response.version == Some(0) {
         Version::HTTP_10
     } else {
@@ -377,6 +381,11 @@ mod tests {
         assert!(
             refused("HTTP/1.1 101 Switching Protocols\r\nupgrade: x\r\n\r\n").contains("switch")
         );
+        let tunnel = parse_response_head(b"HTTP/1.1 200 OK\r\n\r\n", &Method::CONNECT);
+        assert!(matches!(
+            tunnel,
+            Err(UpstreamError::Invalid("unrequested tunnel"))
+        ));
     }
 
     #[test]
