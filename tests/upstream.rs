@@ -8,8 +8,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use http::{Method, StatusCode};
+use support::tls::{TestCa, plain_acceptor};
 use support::*;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 /// What the scripted upstream saw.
@@ -101,8 +102,8 @@ async fn serve_script(mut stream: TcpStream, seen: Arc<Seen>) {
 
 /// One request (method, path, body) off the connection; `None` once it is closed. Bodies come
 /// with a `Content-Length` or chunked.
-async fn read_request(
-    stream: &mut TcpStream,
+async fn read_request<S: AsyncRead + Unpin>(
+    stream: &mut S,
     buf: &mut Vec<u8>,
 ) -> Option<(String, String, Vec<u8>)> {
     let head_end = loop {
@@ -153,7 +154,7 @@ async fn read_request(
     Some((method, path, body))
 }
 
-async fn fill(stream: &mut TcpStream, buf: &mut Vec<u8>) -> Option<()> {
+async fn fill<S: AsyncRead + Unpin>(stream: &mut S, buf: &mut Vec<u8>) -> Option<()> {
     let mut chunk = [0u8; 4096];
     match stream.read(&mut chunk).await {
         Ok(0) | Err(_) => None,
@@ -317,4 +318,95 @@ async fn idle_upstream_connections_close_after_the_idle_timeout() {
     // The next request opens a new one.
     assert_eq!(tg.proxy("api", "/ok", Some(&token)).await.text(), "ok");
     assert_eq!(seen.connections(), 2);
+}
+
+/// An upstream that answers as soon as it has a request's head, then reads the body, then ends
+/// its answer with how many body bytes it read: as a streaming ingest endpoint does.
+async fn answer_then_read(mut stream: TcpStream) {
+    let mut buf = Vec::new();
+    let head_end = loop {
+        if let Some(at) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            break at + 4;
+        }
+        if fill(&mut stream, &mut buf).await.is_none() {
+            return;
+        }
+    };
+    let head = String::from_utf8_lossy(&buf[..head_end]).to_ascii_lowercase();
+    let length: usize = head
+        .lines()
+        .find_map(|line| line.strip_prefix("content-length:"))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0);
+    let answer = b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n";
+    if stream.write_all(answer).await.is_err() {
+        return;
+    }
+    let mut received = buf.len() - head_end;
+    let mut chunk = vec![0u8; 64 * 1024];
+    while received < length {
+        match stream.read(&mut chunk).await {
+            Ok(0) | Err(_) => return,
+            Ok(n) => received += n,
+        }
+    }
+    let text = format!("read {received}");
+    let end = format!("{:x}\r\n{text}\r\n0\r\n\r\n", text.len());
+    let _ = stream.write_all(end.as_bytes()).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_upload_goes_on_after_an_early_answer() {
+    let upstream = ServerThread::start("answer-then-read", answer_then_read);
+    let (tg, token) = tollgate_before(&upstream, "").await;
+    // Large enough that the answer's head comes while tollgate is still sending.
+    let body = pattern(8 * 1024 * 1024);
+    let auth = [("authorization", token.as_str())];
+    let sent = tg.proxy_send("api", Method::POST, "/ingest", &auth, body);
+    let resp = tokio::time::timeout(DEADLINE, sent)
+        .await
+        .expect("the upload stalled: the rest of the body never reached the upstream");
+    assert_eq!(resp.status, StatusCode::OK);
+    assert_eq!(resp.text(), format!("read {}", 8 * 1024 * 1024));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_tls_upstream_closing_idle_connections_costs_no_request() {
+    // An HTTPS upstream that answers one request per connection, then closes it as TLS asks
+    // (close_notify, then FIN), as servers with a short keep-alive do.
+    let ca = TestCa::new("upstream-ca");
+    let acceptor = plain_acceptor(&ca.localhost("upstream"));
+    let upstream = ServerThread::start("closing-tls-upstream", move |stream| {
+        let acceptor = acceptor.clone();
+        async move {
+            let Ok(mut stream) = acceptor.accept(stream).await else {
+                return;
+            };
+            let mut buf = Vec::new();
+            if read_request(&mut stream, &mut buf).await.is_some() {
+                let _ = stream.write_all(script("/ok")).await;
+                let _ = stream.shutdown().await;
+            }
+        }
+    });
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let ca_file = dir.path().join("ca.pem");
+    ca.write(&ca_file);
+    let url = format!("https://localhost:{}", upstream.addr().port());
+    let tg = Tollgate::start(Config::new().listener_with(
+        "api",
+        &url,
+        &format!("upstream_ca = {:?}\n", ca_file.display().to_string()),
+    ));
+    let token = tg.create_token("agent-1").await.bearer();
+    let auth = [("authorization", token.as_str())];
+
+    assert_eq!(tg.proxy("api", "/first", Some(&token)).await.text(), "ok");
+    // The close has reached tollgate: the pooled connection must not be taken for open, or the
+    // POST below, which is never sent twice, would fail.
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let resp = tg
+        .proxy_send("api", Method::POST, "/second", &auth, "once")
+        .await;
+    assert_eq!((resp.status, resp.text().as_str()), (StatusCode::OK, "ok"));
 }

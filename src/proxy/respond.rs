@@ -8,9 +8,10 @@ use http_body_util::{Either, Full};
 use crate::cache::Denial;
 use crate::token::Permission;
 use crate::upstream::UpstreamBody;
+use hyper::body::Incoming;
 
 /// A response body: the upstream's, streamed, or one of tollgate's own short answers.
-pub type ProxyBody = Either<UpstreamBody, Full<Bytes>>;
+pub type ProxyBody = Either<UpstreamBody<Incoming>, Full<Bytes>>;
 
 const CHALLENGE: HeaderValue = HeaderValue::from_static(r#"Bearer realm="tollgate""#);
 const CHALLENGE_INVALID: HeaderValue =

@@ -9,10 +9,10 @@ use std::task::{Context, Poll, ready};
 use bytes::{Buf, Bytes, BytesMut};
 use http_body::{Body, Frame, SizeHint};
 
-use super::UpstreamError;
 use super::conn::Connection;
 use super::pool::Pool;
 use super::wire::ResponseFraming;
+use super::{BoxError, Sender, UpstreamError};
 
 /// Data up to this size is copied out of the connection's buffer, which then stays whole for
 /// the next read; larger data is handed over without a copy.
@@ -21,22 +21,31 @@ const COPY_BELOW: usize = 4 * 1024;
 const MAX_LINE: usize = 4 * 1024;
 const MAX_TRAILERS: usize = 64 * 1024;
 
-pub struct UpstreamBody {
+/// `B` is the request's body, of which the rest may still be going out (see `upload`).
+pub struct UpstreamBody<B> {
     decoder: Decoder,
     /// Present until the body has been read to its end (or failed).
     conn: Option<Connection>,
     keep_alive: bool,
+    /// The rest of a request whose answer came before it was all sent, sent as this body is
+    /// read. A connection whose request is not all sent when its answer ends is not reused.
+    upload: Option<(Sender, B)>,
     pool: Arc<Pool>,
 }
 
-impl UpstreamBody {
+impl<B> UpstreamBody<B>
+where
+    B: Body<Data = Bytes> + Unpin,
+    B::Error: Into<BoxError>,
+{
     /// The body that follows a response head, whose bytes may already be in `conn`'s buffer.
     pub(super) fn new(
         framing: ResponseFraming,
         conn: Connection,
         keep_alive: bool,
+        upload: Option<(Sender, B)>,
         pool: Arc<Pool>,
-    ) -> UpstreamBody {
+    ) -> UpstreamBody<B> {
         let decoder = match framing {
             ResponseFraming::Empty | ResponseFraming::Length(0) => Decoder::Done,
             ResponseFraming::Length(n) => Decoder::Length(n),
@@ -47,6 +56,7 @@ impl UpstreamBody {
             decoder,
             conn: Some(conn),
             keep_alive,
+            upload,
             pool,
         };
         if body.decoder == Decoder::Done {
@@ -58,16 +68,37 @@ impl UpstreamBody {
     /// The body is read: its connection goes back to the pool, or is closed.
     fn finish(&mut self) {
         self.decoder = Decoder::Done;
+        let request_sent = self.upload.take().is_none();
         if let Some(mut conn) = self.conn.take()
             && self.keep_alive
+            && request_sent
             && conn.is_reusable()
         {
             self.pool.put(conn);
         }
     }
+
+    /// Sends more of an unfinished request. A failure ends the sending, not the answer.
+    fn poll_upload(&mut self, cx: &mut Context<'_>) {
+        let (Some((sender, body)), Some(conn)) = (self.upload.as_mut(), self.conn.as_mut()) else {
+            return;
+        };
+        match sender.poll_send(cx, conn, body) {
+            Poll::Ready(Ok(())) => self.upload = None,
+            Poll::Ready(Err(_)) => {
+                self.upload = None;
+                self.keep_alive = false;
+            }
+            Poll::Pending => {}
+        }
+    }
 }
 
-impl Body for UpstreamBody {
+impl<B> Body for UpstreamBody<B>
+where
+    B: Body<Data = Bytes> + Unpin,
+    B::Error: Into<BoxError>,
+{
     type Data = Bytes;
     type Error = UpstreamError;
 
@@ -76,6 +107,7 @@ impl Body for UpstreamBody {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, UpstreamError>>> {
         let this = self.get_mut();
+        this.poll_upload(cx);
         loop {
             let Some(conn) = this.conn.as_mut() else {
                 return Poll::Ready(None);
@@ -208,13 +240,16 @@ impl Decoder {
                     *self = Decoder::Chunked(Chunked::Size);
                 }
                 Decoder::Chunked(Chunked::Trailers(seen)) => {
-                    let Some(line) = take_line(buf, MAX_TRAILERS - *seen)? else {
+                    let Some(line) = take_line(buf, MAX_TRAILERS.saturating_sub(*seen))? else {
                         return Ok(Step::NeedMore);
                     };
                     if line.is_empty() {
                         *self = Decoder::Done;
                     } else {
                         *seen += line.len() + 2;
+                        if *seen >= MAX_TRAILERS {
+                            return Err(UpstreamError::Invalid("chunked trailers too large"));
+                        }
                     }
                 }
             }

@@ -49,24 +49,13 @@ impl Connection {
         Pin::new(&mut self.io).poll_flush(cx)
     }
 
-    /// Whether an idle connection may still carry a request: the upstream has not closed it, and
-    /// (plain connections) has sent nothing unasked. Looks without waiting, and without a system
+    /// Whether an idle connection may still carry a request: a read, without waiting, finds
+    /// nothing. The end of the stream, an error, or any byte the upstream sent unasked (for TLS,
+    /// once its own records such as session tickets are taken) means it may not. Costs no system
     /// call unless the socket has become readable.
-    pub fn looks_open(&self) -> bool {
-        let (tcp, tls) = match &self.io {
-            Io::Plain(tcp) => (tcp, false),
-            Io::Tls(stream) => (stream.get_ref().0, true),
-        };
-        let mut probe = [0u8; 1];
-        let mut probe = ReadBuf::new(&mut probe);
+    pub fn looks_open(&mut self) -> bool {
         let mut cx = Context::from_waker(Waker::noop());
-        match tcp.poll_peek(&mut cx, &mut probe) {
-            Poll::Pending => true,
-            // TLS may carry records of its own on an idle connection (session tickets); a
-            // close that follows them is found by the request, which is then sent again.
-            Poll::Ready(Ok(n)) => n > 0 && tls,
-            Poll::Ready(Err(_)) => false,
-        }
+        self.poll_fill(&mut cx).is_pending()
     }
 
     /// Ready to go back to the pool: nothing left over, and no outsized buffer kept.

@@ -15,9 +15,12 @@ mod wire;
 
 use std::future::poll_fn;
 use std::io;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
+
+use tokio::time::Instant;
 
 use bytes::{Buf, Bytes};
 use http::{HeaderValue, Method, Request, Response};
@@ -40,10 +43,16 @@ type BoxError = Box<dyn std::error::Error + Send + Sync>;
 pub enum UpstreamError {
     #[error("cannot resolve the upstream's host")]
     Resolve(#[source] io::Error),
-    #[error("cannot connect")]
-    Connect(#[source] io::Error),
-    #[error("connect timed out")]
-    ConnectTimeout,
+    #[error("resolving the upstream's host timed out")]
+    ResolveTimeout,
+    #[error("cannot connect to {addr}")]
+    Connect {
+        addr: SocketAddr,
+        #[source]
+        source: io::Error,
+    },
+    #[error("connecting to {0} timed out")]
+    ConnectTimeout(SocketAddr),
     #[error("TLS handshake failed")]
     Tls(#[source] io::Error),
     #[error("the connection closed before a response")]
@@ -122,7 +131,7 @@ impl UpstreamClient {
     pub async fn send<B>(
         &self,
         request: Request<B>,
-    ) -> Result<Response<UpstreamBody>, UpstreamError>
+    ) -> Result<Response<UpstreamBody<B>>, UpstreamError>
     where
         B: Body<Data = Bytes> + Unpin,
         B::Error: Into<BoxError>,
@@ -164,12 +173,22 @@ impl UpstreamClient {
                 None => Box::pin(self.connect()).await?,
             };
             match exchange(&mut conn, encode_head(), &mut body, framing, &parts.method).await {
-                Ok((head, request_sent)) => {
-                    let keep_alive = head.keep_alive && request_sent;
+                Ok((head, upload)) => {
+                    let (keep_alive, upload) = match upload {
+                        Upload::Sent => (head.keep_alive, None),
+                        // The upstream stopped reading the request; its answer stands, and the
+                        // connection is not used again.
+                        Upload::Failed => (false, None),
+                        // The answer came first: the rest of the request goes on being sent
+                        // as the answer's body is read, as an upstream that answers early and
+                        // then reads on expects.
+                        Upload::Unfinished(sender) => (head.keep_alive, Some((sender, body))),
+                    };
                     let mut response = Response::new(UpstreamBody::new(
                         head.framing,
                         conn,
                         keep_alive,
+                        upload,
                         self.pool.clone(),
                     ));
                     *response.status_mut() = head.status;
@@ -184,12 +203,7 @@ impl UpstreamClient {
 
     async fn connect(&self) -> Result<Connection, UpstreamError> {
         let target = &self.target;
-        let tcp = tokio::time::timeout(
-            target.connect_timeout,
-            connect_tcp(&target.host, target.port),
-        )
-        .await
-        .map_err(|_| UpstreamError::ConnectTimeout)??;
+        let tcp = connect_tcp(&target.host, target.port, target.connect_timeout).await?;
         // Best effort: a socket that refuses it still works, only slower.
         let _ = tcp.set_nodelay(true);
         let io = match &target.tls {
@@ -210,21 +224,30 @@ impl UpstreamClient {
     }
 }
 
-/// The first address of `host` that accepts a connection.
-async fn connect_tcp(host: &str, port: u16) -> Result<TcpStream, UpstreamError> {
+/// The first address of `host` that accepts a connection within `timeout`. Each address gets an
+/// equal share of the time left, so that one that drops packets (an unreachable IPv6 address
+/// listed first) cannot use it all up.
+async fn connect_tcp(host: &str, port: u16, timeout: Duration) -> Result<TcpStream, UpstreamError> {
+    let deadline = Instant::now() + timeout;
+    let addrs: Vec<SocketAddr> =
+        tokio::time::timeout_at(deadline, tokio::net::lookup_host((host, port)))
+            .await
+            .map_err(|_| UpstreamError::ResolveTimeout)?
+            .map_err(UpstreamError::Resolve)?
+            .collect();
     let mut last = None;
-    for addr in tokio::net::lookup_host((host, port))
-        .await
-        .map_err(UpstreamError::Resolve)?
-    {
-        match TcpStream::connect(addr).await {
-            Ok(stream) => return Ok(stream),
-            Err(e) => last = Some(e),
+    for (tried, &addr) in addrs.iter().enumerate() {
+        let share =
+            deadline.saturating_duration_since(Instant::now()) / (addrs.len() - tried) as u32;
+        match tokio::time::timeout(share, TcpStream::connect(addr)).await {
+            Ok(Ok(stream)) => return Ok(stream),
+            Ok(Err(source)) => last = Some(UpstreamError::Connect { addr, source }),
+            Err(_) => last = Some(UpstreamError::ConnectTimeout(addr)),
         }
     }
-    Err(UpstreamError::Connect(last.unwrap_or_else(|| {
-        io::Error::new(io::ErrorKind::NotFound, "no address")
-    })))
+    Err(last.unwrap_or_else(|| {
+        UpstreamError::Resolve(io::Error::new(io::ErrorKind::NotFound, "no address"))
+    }))
 }
 
 /// An exchange that got no final response.
@@ -234,81 +257,98 @@ struct Failed {
     answered: bool,
 }
 
+/// How much of the request had gone out when the answer's head came.
+enum Upload {
+    Sent,
+    /// Sending failed (the upstream closed its side), but it had answered.
+    Failed,
+    /// Still under way.
+    Unfinished(Sender),
+}
+
 /// Writes the request and its body while reading the answer, and returns the final response
-/// head, and whether the whole request was sent. An upstream may answer before it has read the
-/// whole body (a refusal); the rest is then not sent, and the connection is not reused.
+/// head and how far the request got. A failure to send does not hide an answer already on its
+/// way (an upstream refusing an upload answers, then closes): reading goes on, and the send
+/// error is the result only if no answer comes.
 async fn exchange<B>(
     conn: &mut Connection,
     head: Vec<u8>,
     body: &mut B,
     framing: RequestFraming,
     method: &Method,
-) -> Result<(ResponseHead, bool), Failed>
+) -> Result<(ResponseHead, Upload), Failed>
 where
     B: Body<Data = Bytes> + Unpin,
     B::Error: Into<BoxError>,
 {
-    let mut sender = Sender {
-        pending: head,
-        written: 0,
-        framing,
-        state: if framing == RequestFraming::None {
-            Sending::Ended
-        } else {
-            Sending::Body
-        },
-        sent: false,
-    };
+    let mut sender = Some(Sender::new(head, framing));
+    let mut send_failed: Option<UpstreamError> = None;
     let mut answered = false;
+    // How far the buffer is known to hold no complete head, so that a head arriving in many
+    // small reads is not parsed again from its start each time.
+    let mut searched = 0;
     poll_fn(|cx| {
-        if !sender.sent {
-            match sender.poll_send(cx, conn, body) {
-                Poll::Ready(Ok(())) => sender.sent = true,
-                Poll::Ready(Err(error)) => return Poll::Ready(Err(Failed { error, answered })),
+        if let Some(sending) = sender.as_mut() {
+            match sending.poll_send(cx, conn, body) {
+                Poll::Ready(Ok(())) => sender = None,
+                Poll::Ready(Err(error @ UpstreamError::Body(_))) => {
+                    // The client's side failed: nothing more to forward.
+                    return Poll::Ready(Err(Failed { error, answered }));
+                }
+                Poll::Ready(Err(error)) => {
+                    sender = None;
+                    send_failed = Some(error);
+                }
                 Poll::Pending => {}
             }
         }
         loop {
-            if !conn.buf.is_empty() {
+            if wire::may_hold_head(&conn.buf, &mut searched) {
                 match wire::parse_response_head(&conn.buf, method) {
                     Ok(Parsed::Partial) => {}
                     Ok(Parsed::Interim { len }) => {
                         conn.buf.advance(len);
+                        searched = 0;
                         continue;
                     }
                     Ok(Parsed::Final { len, head }) => {
                         conn.buf.advance(len);
-                        return Poll::Ready(Ok((head, sender.sent)));
+                        let upload = match (sender.take(), send_failed.is_some()) {
+                            (_, true) => Upload::Failed,
+                            (None, false) => Upload::Sent,
+                            (Some(sending), false) => Upload::Unfinished(sending),
+                        };
+                        return Poll::Ready(Ok((head, upload)));
                     }
                     Err(error) => return Poll::Ready(Err(Failed { error, answered })),
                 }
+            } else if conn.buf.len() >= wire::MAX_RESPONSE_HEAD {
+                let error = UpstreamError::Invalid("response head too large");
+                return Poll::Ready(Err(Failed { error, answered }));
             }
-            match conn.poll_fill(cx) {
-                Poll::Ready(Ok(0)) => {
-                    let error = UpstreamError::Closed;
-                    return Poll::Ready(Err(Failed { error, answered }));
+            let error = match conn.poll_fill(cx) {
+                Poll::Ready(Ok(0)) => UpstreamError::Closed,
+                Poll::Ready(Ok(_)) => {
+                    answered = true;
+                    continue;
                 }
-                Poll::Ready(Ok(_)) => answered = true,
-                Poll::Ready(Err(e)) => {
-                    let error = UpstreamError::Io(e);
-                    return Poll::Ready(Err(Failed { error, answered }));
-                }
+                Poll::Ready(Err(e)) => UpstreamError::Io(e),
                 Poll::Pending => return Poll::Pending,
-            }
+            };
+            let error = send_failed.take().unwrap_or(error);
+            return Poll::Ready(Err(Failed { error, answered }));
         }
     })
     .await
 }
 
 /// The request going out: its head, then its body as the client sends it.
-struct Sender {
+pub(super) struct Sender {
     /// Bytes to write, from `written` on.
     pending: Vec<u8>,
     written: usize,
     framing: RequestFraming,
     state: Sending,
-    /// Everything is written and flushed.
-    sent: bool,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -321,7 +361,21 @@ enum Sending {
 const GATHER: usize = 16 * 1024;
 
 impl Sender {
-    fn poll_send<B>(
+    fn new(head: Vec<u8>, framing: RequestFraming) -> Sender {
+        Sender {
+            pending: head,
+            written: 0,
+            framing,
+            state: if framing == RequestFraming::None {
+                Sending::Ended
+            } else {
+                Sending::Body
+            },
+        }
+    }
+
+    /// Writes what can be written; ready once the whole request is written and flushed.
+    pub(super) fn poll_send<B>(
         &mut self,
         cx: &mut Context<'_>,
         conn: &mut Connection,
@@ -368,7 +422,11 @@ impl Sender {
             self.pending.clear();
             self.written = 0;
             if self.state == Sending::Body {
-                // Waiting for the client's next piece of body.
+                // Waiting for the client's next piece of body. TLS may still hold records of
+                // the last one: they go out meanwhile.
+                if let Poll::Ready(Err(e)) = conn.poll_flush(cx) {
+                    return Poll::Ready(Err(UpstreamError::Io(e)));
+                }
                 return Poll::Pending;
             }
             return conn.poll_flush(cx).map_err(UpstreamError::Io);

@@ -36,7 +36,7 @@ impl Pool {
 
     /// The newest idle connection that still looks open, if any.
     pub fn take(&self) -> Option<Connection> {
-        let mut closed = Vec::new();
+        let mut closed: Vec<Connection> = Vec::new();
         let found = {
             let mut idle = self.lock();
             loop {
@@ -45,14 +45,15 @@ impl Pool {
                 };
                 if newest.since.elapsed() >= self.idle_timeout {
                     // The rest are older still.
-                    closed.push(newest);
-                    closed.extend(idle.drain(..));
+                    closed.push(newest.conn);
+                    closed.extend(idle.drain(..).map(|i| i.conn));
                     break None;
                 }
-                if newest.conn.looks_open() {
-                    break Some(newest.conn);
+                let mut conn = newest.conn;
+                if conn.looks_open() {
+                    break Some(conn);
                 }
-                closed.push(newest);
+                closed.push(conn);
             }
         };
         // Closed outside the lock: a close is a system call.

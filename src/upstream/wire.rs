@@ -141,6 +141,20 @@ pub enum Parsed {
     Final { len: usize, head: ResponseHead },
 }
 
+/// Whether `buf` may hold a complete head: it has an empty line (CRLF CRLF, or bare LFs) after
+/// `searched`, which records how far it is known to hold none.
+pub fn may_hold_head(buf: &[u8], searched: &mut usize) -> bool {
+    // An empty line found across the last read's end starts up to two bytes before it.
+    let from = searched.saturating_sub(2);
+    let unsearched = &buf[from.min(buf.len())..];
+    let found = unsearched.windows(2).any(|w| w == b"\n\n")
+        || unsearched.windows(3).any(|w| w == b"\n\r\n");
+    if !found {
+        *searched = buf.len();
+    }
+    found
+}
+
 /// Parses the response head at the start of `buf`. `request_method` decides whether a body
 /// follows (none after HEAD).
 pub fn parse_response_head(buf: &[u8], request_method: &Method) -> Result<Parsed, UpstreamError> {
@@ -195,7 +209,8 @@ pub fn parse_response_head(buf: &[u8], request_method: &Method) -> Result<Parsed
     } else if headers.contains_key(header::TRANSFER_ENCODING) {
         // Transfer-Encoding overrides Content-Length (RFC 9112 §6.3); a response with both may
         // be an attempt to desynchronise, so its connection is not used again.
-        if headers.remove(header::CONTENT_LENGTH).is_some() {
+        // HTTP/1.0 has no transfer codings either (RFC 9112 §6.1).
+        if headers.remove(header::CONTENT_LENGTH).is_some() || version == Version::HTTP_10 {
             keep_alive = false;
         }
         if last_coding_is_chunked(&headers) {
@@ -386,6 +401,33 @@ mod tests {
             tunnel,
             Err(UpstreamError::Invalid("unrequested tunnel"))
         ));
+    }
+
+    #[test]
+    fn a_head_is_looked_for_only_once_it_can_be_complete() {
+        let head = b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n";
+        for split in 1..head.len() {
+            let mut searched = 0;
+            assert!(!may_hold_head(&head[..split], &mut searched), "at {split}");
+            assert_eq!(searched, split);
+            assert!(may_hold_head(head, &mut searched), "after {split}");
+        }
+        let mut searched = 0;
+        assert!(may_hold_head(
+            b"HTTP/1.1 200 OK\ncontent-length: 0\n\n",
+            &mut searched
+        ));
+        let old_chunked = head_of(
+            "HTTP/1.0 200 OK\r\nconnection: keep-alive\r\ntransfer-encoding: chunked\r\n\r\n",
+        );
+        assert!(
+            !old_chunked.keep_alive,
+            "HTTP/1.0 with a transfer coding is not trusted twice"
+        );
+    }
+
+    fn head_of(text: &str) -> ResponseHead {
+        head(text, Method::GET)
     }
 
     #[test]

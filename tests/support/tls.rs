@@ -128,6 +128,18 @@ impl Leaf {
     }
 }
 
+/// A TLS acceptor serving `leaf`, asking clients for no certificate.
+pub fn plain_acceptor(leaf: &Leaf) -> TlsAcceptor {
+    let (chain, key) = leaf.chain_and_key();
+    let config = rustls::ServerConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()
+        .expect("default versions")
+        .with_no_client_auth()
+        .with_single_cert(chain, key)
+        .expect("the server's certificate");
+    TlsAcceptor::from(Arc::new(config))
+}
+
 /// Writes `contents` next to `path`, then renames it over `path`: the atomic replacement that
 /// deployment tools and editors do.
 pub fn replace_by_rename(path: &Path, contents: &str) {
