@@ -217,11 +217,6 @@ impl UpstreamClient {
         };
         Ok(Connection::new(io))
     }
-
-    /// Idle pooled connections.
-    pub fn idle_connections(&self) -> usize {
-        self.pool.idle_count()
-    }
 }
 
 /// The first address of `host` that accepts a connection within `timeout`. Each address gets an

@@ -71,11 +71,6 @@ impl Pool {
         });
     }
 
-    /// Idle connections, for tests and metrics.
-    pub fn idle_count(&self) -> usize {
-        self.lock().len()
-    }
-
     fn remove_expired(&self) {
         let expired: Vec<Idle> = {
             let mut idle = self.lock();
