@@ -388,6 +388,56 @@ async fn http2_prior_knowledge_reaches_an_http1_upstream() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn the_protocol_is_told_from_first_bytes_that_arrive_in_pieces() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let (up, tg, tok) = setup().await;
+    let pause = std::time::Duration::from_millis(50);
+
+    // "P" alone could begin the HTTP/2 preface or a POST: tollgate waits for more.
+    let mut stream = tokio::net::TcpStream::connect(tg.proxy_addr("api"))
+        .await
+        .unwrap();
+    stream.write_all(b"P").await.unwrap();
+    tokio::time::sleep(pause).await;
+    let rest = format!(
+        "OST /split HTTP/1.1\r\nHost: x\r\nAuthorization: {}\r\nContent-Length: 2\r\n\
+         Connection: close\r\n\r\nhi",
+        tok.bearer()
+    );
+    stream.write_all(rest.as_bytes()).await.unwrap();
+    let mut answer = Vec::new();
+    tokio::time::timeout(DEADLINE, stream.read_to_end(&mut answer))
+        .await
+        .expect("an answer")
+        .unwrap();
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 200 "), "{answer}");
+    assert_eq!(up.wait_for_path("/split").await.method, "POST");
+
+    // The HTTP/2 preface in two pieces: the server answers with its own SETTINGS frame.
+    let mut stream = tokio::net::TcpStream::connect(tg.proxy_addr("api"))
+        .await
+        .unwrap();
+    stream.write_all(b"PRI * HTTP/2.0\r\n").await.unwrap();
+    tokio::time::sleep(pause).await;
+    stream.write_all(b"\r\nSM\r\n\r\n").await.unwrap();
+    // An empty SETTINGS frame: length 0, type 4, no flags, stream 0.
+    stream
+        .write_all(&[0, 0, 0, 4, 0, 0, 0, 0, 0])
+        .await
+        .unwrap();
+    let mut frame_head = [0u8; 9];
+    tokio::time::timeout(DEADLINE, stream.read_exact(&mut frame_head))
+        .await
+        .expect("a first frame")
+        .unwrap();
+    assert_eq!(
+        frame_head[3], 4,
+        "a SETTINGS frame, not an HTTP/1 answer: {frame_head:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn upstream_down_gives_502() {
     let tg = Tollgate::start(Config::new().listener("dead", &closed_port_url()));
     let tok = tg.create_token("agent-1").await;

@@ -22,10 +22,10 @@ use http::uri::{PathAndQuery, Uri};
 use http::{Request, Response, Version};
 use http_body_util::Either;
 use hyper::body::Incoming;
+use hyper::server::conn::{http1, http2};
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::server::graceful::{GracefulShutdown, Watcher};
 use tokio::net::TcpListener;
 use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, watch};
 use tokio_rustls::TlsAcceptor;
@@ -185,23 +185,21 @@ pub async fn serve(
     mut shutdown: watch::Receiver<bool>,
     grace: Duration,
 ) {
-    let mut builder = auto::Builder::new(TokioExecutor::new());
-    builder
-        .http1()
+    let mut http1 = http1::Builder::new();
+    http1
         .timer(TokioTimer::new())
         .header_read_timeout(HEADER_READ_TIMEOUT)
         .max_buf_size(MAX_HEADER_BYTES);
-    builder
-        .http2()
+    let mut http2 = http2::Builder::new(TokioExecutor::new());
+    http2
         .timer(TokioTimer::new())
         .max_header_list_size(MAX_HEADER_BYTES as u32)
         .max_concurrent_streams(H2_MAX_STREAMS)
         .keep_alive_interval(H2_KEEP_ALIVE)
         .keep_alive_timeout(H2_KEEP_ALIVE);
     let connections = Connections {
-        // Shared with the TLS connections' tasks, which build their connection after the
-        // handshake.
-        builder: Arc::new(builder),
+        // Shared with the connections' tasks, which pick the protocol once they know it.
+        builders: Arc::new(Builders { http1, http2 }),
         tls,
         graceful: GracefulShutdown::new(),
         slots: Arc::new(Semaphore::new(state.max_connections)),
@@ -220,7 +218,7 @@ pub async fn serve(
 
 /// A listener's open connections: how they are served, counted and drained.
 struct Connections {
-    builder: Arc<auto::Builder<TokioExecutor>>,
+    builders: Arc<Builders>,
     tls: Option<TlsAcceptor>,
     graceful: GracefulShutdown,
     /// One permit per open connection, up to `max_connections`.
@@ -239,44 +237,47 @@ impl Connections {
     ) {
         // Best effort: a socket that refuses it still works, only slower.
         let _ = stream.set_nodelay(true);
-        let first_request = Arc::new(Notify::new());
-        let remote = Arc::new(Remote::new(remote));
-        let service = {
-            let state = self.state.clone();
-            let first_request = first_request.clone();
-            service_fn(move |request| {
-                first_request.notify_one();
-                handle(state.clone(), remote.clone(), request)
-            })
+        let client = Client {
+            state: self.state.clone(),
+            remote: Arc::new(Remote::new(remote)),
+            permit,
         };
-        match &self.tls {
-            None => {
-                let connection = self
-                    .builder
-                    .serve_connection(TokioIo::new(stream), service)
-                    .into_owned();
-                let connection = self.graceful.watch(connection);
-                tokio::spawn(run_connection(connection, first_request, permit));
-            }
-            Some(acceptor) => {
-                let acceptor = acceptor.clone();
-                let builder = self.builder.clone();
-                // Taken now: a connection whose handshake ends after shutdown began is closed
-                // at once, and the drain waits for it.
-                let watcher = self.graceful.watcher();
-                tokio::spawn(async move {
+        let builders = self.builders.clone();
+        let tls = self.tls.clone();
+        // Taken now: a connection whose protocol is known only after shutdown began is closed
+        // at once, and the drain waits for it.
+        let watcher = self.graceful.watcher();
+        tokio::spawn(async move {
+            match tls {
+                None => {
+                    // The client's first bytes tell HTTP/2 with prior knowledge from HTTP/1.
+                    // Read without waiting forever: the first request's own deadline applies.
+                    let sniffed =
+                        tokio::time::timeout(HEADER_READ_TIMEOUT, sniff_protocol(&stream)).await;
+                    let Ok(Ok(protocol)) = sniffed else {
+                        return;
+                    };
+                    builders
+                        .serve(protocol, TokioIo::new(stream), client, watcher)
+                        .await;
+                }
+                Some(acceptor) => {
                     let Some(stream) =
                         crate::tls::server::handshake(&acceptor, stream, HEADER_READ_TIMEOUT).await
                     else {
                         return;
                     };
-                    let connection = builder
-                        .serve_connection(TokioIo::new(stream), service)
-                        .into_owned();
-                    run_connection(watcher.watch(connection), first_request, permit).await;
-                });
+                    let protocol = if stream.get_ref().1.alpn_protocol() == Some(b"h2") {
+                        Protocol::Http2
+                    } else {
+                        Protocol::Http1
+                    };
+                    builders
+                        .serve(protocol, TokioIo::new(stream), client, watcher)
+                        .await;
+                }
             }
-        }
+        });
     }
 
     /// Stops serving without failing a request, also when a successor process already serves
@@ -327,6 +328,88 @@ impl Connections {
                 "grace period over; connections still open are closed at exit"
             );
         }
+    }
+}
+
+/// The protocol a client connection speaks.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Protocol {
+    Http1,
+    Http2,
+}
+
+/// One accepted client connection, before its protocol is known.
+struct Client {
+    state: Arc<ListenerState>,
+    remote: Arc<Remote>,
+    /// Its connection slot (none only for the connections accepted while draining beyond the
+    /// limit).
+    permit: Option<OwnedSemaphorePermit>,
+}
+
+/// How a client connection is served, per protocol.
+struct Builders {
+    http1: http1::Builder,
+    http2: http2::Builder<TokioExecutor>,
+}
+
+impl Builders {
+    /// Serves one connection in `protocol` to its end. Each protocol gets its own connection
+    /// type rather than one that could be either: an HTTP/1 connection, the common case, then
+    /// carries no HTTP/2 state for its whole life.
+    async fn serve<I>(&self, protocol: Protocol, io: I, client: Client, watcher: Watcher)
+    where
+        I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+    {
+        let Client {
+            state,
+            remote,
+            permit,
+        } = client;
+        let first_request = Arc::new(Notify::new());
+        let service = {
+            let first_request = first_request.clone();
+            service_fn(move |request| {
+                first_request.notify_one();
+                handle(state.clone(), remote.clone(), request)
+            })
+        };
+        match protocol {
+            Protocol::Http1 => {
+                let connection = self.http1.serve_connection(io, service);
+                run_connection(watcher.watch(connection), first_request, permit).await;
+            }
+            Protocol::Http2 => {
+                let connection = self.http2.serve_connection(io, service);
+                Box::pin(run_connection(
+                    watcher.watch(connection),
+                    first_request,
+                    permit,
+                ))
+                .await;
+            }
+        }
+    }
+}
+
+/// HTTP/2 with prior knowledge starts with this preface (RFC 9113 §3.4); no HTTP/1 request can.
+const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+
+/// Tells the protocol from the connection's first bytes, without taking them from the socket.
+async fn sniff_protocol(stream: &tokio::net::TcpStream) -> std::io::Result<Protocol> {
+    let mut first = [0u8; H2_PREFACE.len()];
+    loop {
+        let n = stream.peek(&mut first).await?;
+        if n == 0 || !H2_PREFACE.starts_with(&first[..n]) {
+            // A closed connection is HTTP/1's to end.
+            return Ok(Protocol::Http1);
+        }
+        if n == H2_PREFACE.len() {
+            return Ok(Protocol::Http2);
+        }
+        // A start of the preface only: the rest is on its way (peeking again at once would
+        // find the same bytes).
+        tokio::time::sleep(Duration::from_millis(1)).await;
     }
 }
 
