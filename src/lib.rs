@@ -13,6 +13,8 @@
 //!   store (a server sharing the file, the command line working on it directly), woken by the
 //!   store's commit bell (`store::bell`).
 //! - [`proxy`]: the data path: listeners, routes, authentication, header hygiene, forwarding.
+//! - [`upstream`]: the HTTP/1.1 client that forwards, on the request's own task, over pooled
+//!   connections; the command line's client of the admin API too.
 //! - [`admin`]: the admin listener: JSON API, the web page, health, readiness, metrics.
 //! - [`server`]: start-up in a fixed order and shutdown in one path; [`limits`] raises the
 //!   open-file limit first, and the admin API's threads' priority.

@@ -3,9 +3,11 @@
 //!
 //! A request's life, in `handle`: route (`route.rs`) → authenticate where the route asks for it
 //! (the cache's verdict, then the route's permission) → refuse, or forward (header hygiene, the
-//! listener's upstream credential, pooled upstream client, streamed bodies) → count and log. No disk, no lock across an
-//! `.await`, nothing a client sends can panic it. A listener with TLS does the handshake in the
-//! connection's own task before serving it (`crate::tls`).
+//! listener's upstream credential, the upstream client (`crate::upstream`), streamed bodies) →
+//! count and log. No disk, no lock across an `.await`, nothing a client sends can panic it. A
+//! connection's protocol is told by ALPN, or in cleartext by a peek for HTTP/2's preface; a
+//! listener with TLS does the handshake in the connection's own task before serving it
+//! (`crate::tls`).
 
 mod headers;
 mod respond;
