@@ -100,12 +100,17 @@ async fn serve_script(mut stream: TcpStream, seen: Arc<Seen>) {
     seen.closed.fetch_add(1, Ordering::SeqCst);
 }
 
-/// One request (method, path, body) off the connection; `None` once it is closed. Bodies come
-/// with a `Content-Length` or chunked.
-async fn read_request<S: AsyncRead + Unpin>(
-    stream: &mut S,
-    buf: &mut Vec<u8>,
-) -> Option<(String, String, Vec<u8>)> {
+/// A request head as the scripted upstreams need it.
+struct RequestHead {
+    method: String,
+    path: String,
+    content_length: Option<usize>,
+    chunked: bool,
+}
+
+/// The next request head off the connection, its bytes taken out of `buf`; `None` once the
+/// connection is closed.
+async fn read_head<S: AsyncRead + Unpin>(stream: &mut S, buf: &mut Vec<u8>) -> Option<RequestHead> {
     let head_end = loop {
         if let Some(at) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
             break at + 4;
@@ -123,14 +128,28 @@ async fn read_request<S: AsyncRead + Unpin>(
             .find(|(n, _)| n.trim().eq_ignore_ascii_case(name))
             .map(|(_, v)| v.trim().to_ascii_lowercase())
     };
+    Some(RequestHead {
+        method,
+        path,
+        content_length: header("content-length").and_then(|v| v.parse().ok()),
+        chunked: header("transfer-encoding").as_deref() == Some("chunked"),
+    })
+}
+
+/// One request (method, path, body) off the connection; `None` once it is closed. Bodies come
+/// with a `Content-Length` or chunked.
+async fn read_request<S: AsyncRead + Unpin>(
+    stream: &mut S,
+    buf: &mut Vec<u8>,
+) -> Option<(String, String, Vec<u8>)> {
+    let head = read_head(stream, buf).await?;
     let mut body = Vec::new();
-    if let Some(length) = header("content-length") {
-        let length: usize = length.parse().ok()?;
+    if let Some(length) = head.content_length {
         while buf.len() < length {
             fill(stream, buf).await?;
         }
         body = buf.drain(..length).collect();
-    } else if header("transfer-encoding").as_deref() == Some("chunked") {
+    } else if head.chunked {
         loop {
             let line_end = loop {
                 if let Some(at) = buf.windows(2).position(|w| w == b"\r\n") {
@@ -151,7 +170,7 @@ async fn read_request<S: AsyncRead + Unpin>(
             }
         }
     }
-    Some((method, path, body))
+    Some((head.method, head.path, body))
 }
 
 async fn fill<S: AsyncRead + Unpin>(stream: &mut S, buf: &mut Vec<u8>) -> Option<()> {
@@ -324,25 +343,15 @@ async fn idle_upstream_connections_close_after_the_idle_timeout() {
 /// its answer with how many body bytes it read: as a streaming ingest endpoint does.
 async fn answer_then_read(mut stream: TcpStream) {
     let mut buf = Vec::new();
-    let head_end = loop {
-        if let Some(at) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-            break at + 4;
-        }
-        if fill(&mut stream, &mut buf).await.is_none() {
-            return;
-        }
+    let Some(head) = read_head(&mut stream, &mut buf).await else {
+        return;
     };
-    let head = String::from_utf8_lossy(&buf[..head_end]).to_ascii_lowercase();
-    let length: usize = head
-        .lines()
-        .find_map(|line| line.strip_prefix("content-length:"))
-        .and_then(|v| v.trim().parse().ok())
-        .unwrap_or(0);
+    let length = head.content_length.unwrap_or(0);
     let answer = b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n";
     if stream.write_all(answer).await.is_err() {
         return;
     }
-    let mut received = buf.len() - head_end;
+    let mut received = buf.len();
     let mut chunk = vec![0u8; 64 * 1024];
     while received < length {
         match stream.read(&mut chunk).await {

@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
 use http::header::{AUTHORIZATION, COOKIE, HOST, HeaderValue};
-use http::uri::{PathAndQuery, Uri};
+use http::uri::PathAndQuery;
 use http::{Request, Response, Version};
 use http_body_util::Either;
 use hyper::body::Incoming;
@@ -422,8 +422,8 @@ async fn run_connection<E: std::fmt::Display>(
     _permit: Option<OwnedSemaphorePermit>,
 ) {
     tokio::pin!(connection);
-    // hyper times out a slow request head only once it knows the protocol; a client that
-    // connects and sends nothing is closed here.
+    // hyper's HTTP/1 times out a slow request head itself, but HTTP/2 has no such deadline: a
+    // client that opens a connection and never sends a request on it is closed here.
     tokio::select! {
         ended = &mut connection => return log_connection_end(ended),
         _ = first_request.notified() => {}
@@ -668,20 +668,8 @@ async fn forward(
         .authority()
         .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
         .or_else(|| parts.headers.get(HOST).cloned());
-    let mut uri = http::uri::Parts::default();
-    uri.scheme = Some(settings.upstream.scheme.clone());
-    uri.authority = Some(settings.upstream.authority.clone());
-    uri.path_and_query = Some(
-        parts
-            .uri
-            .path_and_query()
-            .cloned()
-            .unwrap_or_else(|| PathAndQuery::from_static("/")),
-    );
-    // Scheme, authority and an already valid path always make a URI.
-    parts.uri = Uri::from_parts(uri).expect("upstream URI parts are valid");
-    // The upstream speaks HTTP/1.1 whatever the client spoke.
-    parts.version = Version::HTTP_11;
+    // The request's URI stays as the client sent it: the upstream client writes its path and
+    // query (`/` when it has none) in origin form, as HTTP/1.1, whatever the client spoke.
 
     let headers = &mut parts.headers;
     headers::remove_hop_by_hop(headers);

@@ -1,5 +1,5 @@
-//! The client a listener forwards with: HTTP/1.1 to its one upstream, plain or TLS, over pooled
-//! keep-alive connections.
+//! The client a listener forwards with (and the command line's client of the admin API):
+//! HTTP/1.1 to one upstream, plain or TLS, over pooled keep-alive connections.
 //!
 //! Why not hyper's client: it drives each connection from a task of its own and hands it every
 //! request through a channel, so a forwarded request crosses tasks (and often threads) twice.
@@ -20,14 +20,13 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use tokio::time::Instant;
-
 use bytes::{Buf, Bytes};
 use http::{HeaderValue, Method, Request, Response};
 use http_body::Body;
 use rustls::ClientConfig;
 use rustls::pki_types::ServerName;
 use tokio::net::TcpStream;
+use tokio::time::Instant;
 use tokio_rustls::TlsConnector;
 
 use crate::config::Upstream;

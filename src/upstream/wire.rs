@@ -405,29 +405,29 @@ mod tests {
 
     #[test]
     fn a_head_is_looked_for_only_once_it_can_be_complete() {
-        let head = b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n";
-        for split in 1..head.len() {
+        let complete = b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n";
+        for split in 1..complete.len() {
             let mut searched = 0;
-            assert!(!may_hold_head(&head[..split], &mut searched), "at {split}");
+            assert!(
+                !may_hold_head(&complete[..split], &mut searched),
+                "at {split}"
+            );
             assert_eq!(searched, split);
-            assert!(may_hold_head(head, &mut searched), "after {split}");
+            assert!(may_hold_head(complete, &mut searched), "after {split}");
         }
         let mut searched = 0;
         assert!(may_hold_head(
             b"HTTP/1.1 200 OK\ncontent-length: 0\n\n",
             &mut searched
         ));
-        let old_chunked = head_of(
+        let old_chunked = head(
             "HTTP/1.0 200 OK\r\nconnection: keep-alive\r\ntransfer-encoding: chunked\r\n\r\n",
+            Method::GET,
         );
         assert!(
             !old_chunked.keep_alive,
             "HTTP/1.0 with a transfer coding is not trusted twice"
         );
-    }
-
-    fn head_of(text: &str) -> ResponseHead {
-        head(text, Method::GET)
     }
 
     #[test]
