@@ -21,16 +21,17 @@ use serde::Serialize;
 
 use super::shared::PEERS;
 use super::{
-    CREATED, DIGESTS, EVENTS, EventAction, META, NAMES, RETIRED, SCHEMA_KEY, SCHEMA_VERSION,
-    STORE_CACHE_BYTES, StoreError, TOKENS, decode_event, record_codec,
+    CREATED, DIGESTS, EVENTS, EventAction, META, NAMES, RETIRED, REVOCATIONS, REVOKED_IN_RECORDS,
+    SCHEMA_KEY, SCHEMA_VERSION, STORE_CACHE_BYTES, StoreError, TOKENS, decode_event, record_codec,
 };
 use crate::time::UnixSeconds;
 use crate::token::{TokenRecord, TokenStatus};
 
 /// The names of every table of the layout. A file with another table was written by a release
 /// that knows more than this one: copying or checking it without that table would mislead.
-fn known_tables() -> [&'static str; 8] {
+fn known_tables() -> [&'static str; 9] {
     [
+        REVOCATIONS.name(),
         PEERS.name(),
         META.name(),
         TOKENS.name(),
@@ -133,6 +134,10 @@ pub fn backup(
     copy_table(&txn, &out, CREATED).map_err(store_err)?;
     let events = copy_table(&txn, &out, EVENTS).map_err(store_err)?;
     let retired = copy_table(&txn, &out, RETIRED).map_err(store_err)?;
+    // The copy has the source's layout: an older release restores an older schema's backup.
+    if schema_version == SCHEMA_VERSION {
+        copy_table(&txn, &out, REVOCATIONS).map_err(store_err)?;
+    }
     // The serving processes are the source's, not the copy's: a restored file starts with none.
     out.open_table(PEERS).map_err(|e| store_err(e.into()))?;
     let last_event = last_event(&txn)?;
@@ -186,7 +191,7 @@ fn open_error(path: &Path, source: DatabaseError) -> MaintenanceError {
 /// anything else.
 fn copyable_schema(txn: &ReadTransaction, path: &Path) -> Result<u64, MaintenanceError> {
     let version = match schema_version(txn)? {
-        Some(version @ (1 | SCHEMA_VERSION)) => version,
+        Some(version @ (1 | REVOKED_IN_RECORDS | SCHEMA_VERSION)) => version,
         Some(found) => {
             return Err(StoreError::UnknownSchema {
                 path: path.to_owned(),
@@ -461,6 +466,13 @@ fn check_contents(
     report.schema_version = schema_version(txn)?;
     let decode: Decode = match report.schema_version {
         Some(SCHEMA_VERSION) => record_codec::decode,
+        Some(REVOKED_IN_RECORDS) => {
+            report.notes.push(format!(
+                "schema {REVOKED_IN_RECORDS} (tollgate 0.2 and 0.3): this tollgate moves it to \
+                 {SCHEMA_VERSION} when it opens the file with no other process on it"
+            ));
+            record_codec::decode
+        }
         Some(1) => {
             report.notes.push(format!(
                 "schema 1 (tollgate 0.1.0): this tollgate migrates it to {SCHEMA_VERSION} on \
@@ -471,7 +483,7 @@ fn check_contents(
         Some(found) => {
             report.problem(format!(
                 "schema version {found}: this tollgate reads version {SCHEMA_VERSION} (and \
-                 migrates 1); check it with the release that wrote it"
+                 migrates 1 and {REVOKED_IN_RECORDS}); check it with the release that wrote it"
             ));
             return Ok(());
         }
@@ -497,11 +509,21 @@ fn check_contents(
         return Ok(());
     };
 
+    // Schema 3 keeps revocations in their own table; before, the records held them.
+    let revocations = if report.schema_version == Some(SCHEMA_VERSION) {
+        let Some(revocations) = table_or_problem!(txn, REVOCATIONS, report) else {
+            return Ok(());
+        };
+        Some(revocations)
+    } else {
+        None
+    };
+
     // Every record decodes, and each index leads from the record's key back to it.
     for entry in tokens.iter()? {
         let (key, value) = entry?;
         let key = key.value();
-        let (record, created_seq) = match decode(value.value()) {
+        let (mut record, created_seq) = match decode(value.value()) {
             Ok(decoded) => decoded,
             Err(e) => {
                 report.problem(format!("token {key}: the record does not decode: {e}"));
@@ -510,6 +532,25 @@ fn check_contents(
         };
         if record.id.as_str() != key {
             report.problem(format!("token {key}: its record says id {}", record.id));
+        }
+        if let Some(revocations) = &revocations {
+            if record.revoked_at.is_some() {
+                report.problem(format!(
+                    "token {key}: its record holds a revocation, which schema \
+                     {SCHEMA_VERSION} keeps in the revocations table"
+                ));
+            }
+            if let Some(row) = revocations.get(key)? {
+                match record_codec::decode_revocation(row.value()) {
+                    Ok((at, reason)) => {
+                        record.revoked_at = Some(at);
+                        record.revoke_reason = reason;
+                    }
+                    Err(e) => {
+                        report.problem(format!("token {key}: its revocation does not decode: {e}"))
+                    }
+                }
+            }
         }
         report.tokens.total += 1;
         match record.status(now) {
@@ -587,6 +628,22 @@ fn check_contents(
                 report.problem(format!(
                     "the creation index holds sequence {} for token {}, which does not exist",
                     seq.value(),
+                    id.value()
+                ));
+            }
+        }
+    }
+
+    // Each revocation belongs to a token (a delete removes both). A count above the revoked
+    // tokens' means strays: find them.
+    if let Some(revocations) = &revocations
+        && revocations.len()? > report.tokens.revoked
+    {
+        for entry in revocations.iter()? {
+            let (id, _) = entry?;
+            if tokens.get(id.value())?.is_none() {
+                report.problem(format!(
+                    "the revocations table holds token {}, which does not exist",
                     id.value()
                 ));
             }

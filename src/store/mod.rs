@@ -2,7 +2,11 @@
 //!
 //! Tables:
 //! - `meta`: the schema version.
-//! - `tokens`: id → record (JSON; holds the digest, never a secret).
+//! - `tokens`: id → record (`record_codec`; holds the digest, never a secret).
+//! - `revocations`: id → when and why the token was revoked (schema 3). Kept apart from the
+//!   records so that a revoke writes a row of a few bytes rather than rewriting the token's
+//!   record: a bulk revoke of 10,000 tokens among a million then dirties a few dozen pages, not
+//!   one page of the records' B-tree per token.
 //! - `digests`: SHA-256 digest → id, the index the cache is rebuilt from and imports check.
 //! - `names`: name → id, so that names stay unique without a scan.
 //! - `created`: the sequence number of a token's `created` event → id: creation order, for
@@ -22,8 +26,8 @@
 use std::path::{Path, PathBuf};
 
 use redb::{
-    ConcurrencyMode, Database, Durability, ReadableDatabase, ReadableTable, ReadableTableMetadata,
-    TableDefinition, TableHandle, WriteTransaction,
+    ConcurrencyMode, Database, Durability, ReadTransaction, ReadableDatabase, ReadableTable,
+    ReadableTableMetadata, TableDefinition, TableHandle, WriteTransaction,
 };
 use serde::{Deserialize, Serialize};
 
@@ -38,8 +42,14 @@ pub use record_codec::TokenView;
 pub use shared::{Change, Peer};
 
 /// The layout written by this version. A file with another version is refused rather than guessed at.
-/// 1: JSON records; 2: binary records (`record_codec`). A file of schema 1 is migrated on open.
-pub const SCHEMA_VERSION: u64 = 2;
+/// 1: JSON records; 2: binary records (`record_codec`); 3: revocations in a table of their own.
+/// A file of schema 1 is migrated on open; one of schema 2 too, when no other process has it
+/// open (`Store::open`).
+pub const SCHEMA_VERSION: u64 = 3;
+
+/// The schema whose records hold their revocation. Releases before 0.4 read revocations there
+/// only, both at start and when they follow the change log.
+pub const REVOKED_IN_RECORDS: u64 = 2;
 
 /// redb's own page cache. The data path never reads the store (the token cache does), so this
 /// serves only admin calls and commits; redb's default (1 GiB) would hold a copy of every record
@@ -52,6 +62,7 @@ const DIGESTS: TableDefinition<&[u8; 32], &str> = TableDefinition::new("digests"
 const NAMES: TableDefinition<&str, &str> = TableDefinition::new("names");
 const CREATED: TableDefinition<u64, &str> = TableDefinition::new("created");
 const EVENTS: TableDefinition<u64, &[u8]> = TableDefinition::new("events");
+const REVOCATIONS: TableDefinition<&str, &[u8]> = TableDefinition::new("revocations");
 /// Digests of deleted tokens → the sequence number of their deletion, so that an import cannot
 /// bring back a token that was deleted here (say, because it leaked).
 const RETIRED: TableDefinition<&[u8; 32], u64> = TableDefinition::new("retired");
@@ -202,12 +213,31 @@ pub struct Page {
 pub struct Store {
     db: Database,
     path: PathBuf,
+    layout: Layout,
     /// The commit bell failed once already (and said so); later failures stay quiet.
     bell_failed: std::sync::atomic::AtomicBool,
 }
 
+/// Where a file keeps its revocations.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Layout {
+    /// Schema 2, open in another process that may be an older release: revocations go on being
+    /// written into the records, where that release reads them.
+    RevokedInRecords,
+    /// Schema 3: in the `revocations` table.
+    RevocationTable,
+}
+
 impl Store {
-    /// Opens the store, creating the file and its directory on first start, and checks the schema.
+    /// Opens the store, creating the file and its directory on first start, and checks the
+    /// schema, migrating an older one.
+    ///
+    /// A schema-2 file moves to schema 3 only while no other process has it open. A process of
+    /// an older release serving from it (the old half of a blue/green restart) would read a
+    /// revocation made in the new table as no revocation at all, and go on accepting the token.
+    /// So while the file is shared, this process keeps schema 2 and writes revocations into the
+    /// records as the older releases do; the first start with the file to itself moves it on.
+    /// An older release refuses a schema-3 file at open, so none can join once it has moved.
     pub fn open(path: &Path) -> Result<Store, StoreError> {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir).map_err(|source| StoreError::CreateDir {
@@ -215,6 +245,33 @@ impl Store {
                 source,
             })?;
         }
+        let store = Store::open_shared(path)?;
+        if store.layout == Layout::RevocationTable {
+            return Ok(store);
+        }
+        drop(store);
+        let open_error = |source| StoreError::Open {
+            path: path.to_owned(),
+            source,
+        };
+        // Without multi-writer mode, redb refuses a file that another process has open.
+        match Database::builder()
+            .set_cache_size(STORE_CACHE_BYTES)
+            .open(path)
+        {
+            Ok(alone) => {
+                prepare(&alone, path, true)?;
+                drop(alone);
+            }
+            Err(redb::DatabaseError::DatabaseAlreadyOpen) => {}
+            Err(e) => return Err(open_error(e)),
+        }
+        Store::open_shared(path)
+    }
+
+    /// Opens the file as every process sharing it does, creating it when absent, and checks the
+    /// schema without moving a schema-2 file on.
+    fn open_shared(path: &Path) -> Result<Store, StoreError> {
         let db = Database::builder()
             .set_cache_size(STORE_CACHE_BYTES)
             // Several processes share the file: a server and its successor during a restart,
@@ -226,13 +283,21 @@ impl Store {
                 path: path.to_owned(),
                 source,
             })?;
-        let store = Store {
+        let layout = prepare(&db, path, false)?;
+        Ok(Store {
             db,
             path: path.to_owned(),
+            layout,
             bell_failed: std::sync::atomic::AtomicBool::new(false),
-        };
-        store.ensure_schema()?;
-        Ok(store)
+        })
+    }
+
+    /// The schema version of the file as this process writes it.
+    pub fn schema_version(&self) -> u64 {
+        match self.layout {
+            Layout::RevokedInRecords => REVOKED_IN_RECORDS,
+            Layout::RevocationTable => SCHEMA_VERSION,
+        }
     }
 
     pub fn path(&self) -> &Path {
@@ -242,53 +307,30 @@ impl Store {
     /// Every write is durable when its commit returns: a change acknowledged to a client survives
     /// `kill -9` and power loss. (redb's default, stated here so that it never changes by accident.)
     fn begin_write(&self) -> Result<redb::WriteTransaction, StoreError> {
-        let mut txn = self.db.begin_write()?;
-        txn.set_durability(Durability::Immediate)
-            .map_err(|e| StoreError::Redb(e.into()))?;
-        Ok(txn)
+        begin_write(&self.db)
     }
 
-    fn ensure_schema(&self) -> Result<(), StoreError> {
-        let txn = self.begin_write()?;
-        {
-            let mut meta = txn.open_table(META)?;
-            let found = meta.get(SCHEMA_KEY)?.map(|v| v.value());
-            match found {
-                Some(SCHEMA_VERSION) => {}
-                Some(1) => {
-                    migrate_records_from_json(&txn)?;
-                    meta.insert(SCHEMA_KEY, SCHEMA_VERSION)?;
-                }
-                Some(found) => {
-                    return Err(StoreError::UnknownSchema {
-                        path: self.path.clone(),
-                        found,
-                        expected: SCHEMA_VERSION,
-                    });
-                }
-                None => {
-                    // A fresh file: nothing but the meta table we just opened may exist.
-                    if txn.list_tables()?.any(|t| t.name() != "meta")
-                        || txn.list_multimap_tables()?.next().is_some()
-                    {
-                        return Err(StoreError::NotTollgate {
-                            path: self.path.clone(),
-                        });
-                    }
-                    meta.insert(SCHEMA_KEY, SCHEMA_VERSION)?;
-                }
-            }
-            // Create every table now so that readers never meet a missing one.
-            txn.open_table(TOKENS)?;
-            txn.open_table(DIGESTS)?;
-            txn.open_table(NAMES)?;
-            txn.open_table(CREATED)?;
-            txn.open_table(EVENTS)?;
-            txn.open_table(RETIRED)?;
-            txn.open_table(shared::PEERS)?;
-        }
-        txn.commit()?;
-        Ok(())
+    /// The revocations table of a schema-3 file, in a write transaction; `None` where the
+    /// records hold revocations.
+    fn revocations_mut<'txn>(
+        &self,
+        txn: &'txn WriteTransaction,
+    ) -> Result<Option<redb::Table<'txn, &'static str, &'static [u8]>>, StoreError> {
+        Ok(match self.layout {
+            Layout::RevocationTable => Some(txn.open_table(REVOCATIONS)?),
+            Layout::RevokedInRecords => None,
+        })
+    }
+
+    /// The revocations table of a schema-3 file, in a read transaction.
+    fn revocations(
+        &self,
+        txn: &ReadTransaction,
+    ) -> Result<Option<redb::ReadOnlyTable<&'static str, &'static [u8]>>, StoreError> {
+        Ok(match self.layout {
+            Layout::RevocationTable => Some(txn.open_table(REVOCATIONS)?),
+            Layout::RevokedInRecords => None,
+        })
     }
 
     /// Tells the processes following this file that a commit changed its tokens (`bell`). The
@@ -321,6 +363,19 @@ impl Store {
     pub fn load_all(&self, each: impl Fn(TokenView<'_>) + Sync) -> Result<u64, StoreError> {
         let txn = self.db.begin_read()?;
         let tokens = txn.open_table(TOKENS)?;
+        // Far fewer than the tokens, as a rule: a set of their ids costs less than a lookup in
+        // the table per token.
+        let mut revoked = std::collections::HashSet::new();
+        if let Some(revocations) = self.revocations(&txn)? {
+            for entry in revocations.iter()? {
+                let (id, _) = entry?;
+                let id = id.value();
+                revoked.insert(
+                    TokenId::parse(id)
+                        .ok_or_else(|| StoreError::Corrupt(format!("revoked id {id:?}")))?,
+                );
+            }
+        }
         let parts = std::thread::available_parallelism().map_or(1, |n| n.get().min(8));
         let bounds = TokenId::range_bounds(parts);
         let load = |lo: Option<&str>, hi: Option<&str>| -> Result<(), StoreError> {
@@ -332,7 +387,10 @@ impl Store {
             };
             for entry in range {
                 let (_, value) = entry?;
-                each(record_codec::decode_view(value.value()).map_err(StoreError::Corrupt)?);
+                let mut view =
+                    record_codec::decode_view(value.value()).map_err(StoreError::Corrupt)?;
+                view.revoked |= !revoked.is_empty() && revoked.contains(&view.id);
+                each(view);
             }
             Ok(())
         };
@@ -357,7 +415,7 @@ impl Store {
     pub fn create(&self, record: &TokenRecord, actor: &str) -> Result<Event, StoreError> {
         let txn = self.begin_write()?;
         let event = {
-            let mut tables = NewTokenTables::open(&txn)?;
+            let mut tables = NewTokenTables::open(&txn, self.revocations_mut(&txn)?)?;
             if let Some(reason) = tables.conflict(record)? {
                 return Err(match reason {
                     SkipReason::NameTaken => StoreError::NameTaken(record.name.clone()),
@@ -383,7 +441,7 @@ impl Store {
         let txn = self.begin_write()?;
         let mut outcome = ImportOutcome::default();
         {
-            let mut tables = NewTokenTables::open(&txn)?;
+            let mut tables = NewTokenTables::open(&txn, self.revocations_mut(&txn)?)?;
             for record in records {
                 match tables.conflict(record)? {
                     Some(reason) => outcome.skipped.push((record.name.clone(), reason)),
@@ -415,17 +473,28 @@ impl Store {
         let txn = self.begin_write()?;
         {
             let mut tokens = txn.open_table(TOKENS)?;
+            let mut revocations = self.revocations_mut(&txn)?;
             let mut events = txn.open_table(EVENTS)?;
             for (position, id) in in_key_order(ids) {
                 let Some((mut record, created_seq)) = get_stored(&tokens, &id)? else {
                     missing.push((position, id));
                     continue;
                 };
+                if let Some(revocations) = &revocations {
+                    add_revocation(revocations, &mut record)?;
+                }
                 if !record.revoke(now, reason) {
                     already.push((position, record));
                     continue;
                 }
-                tokens.insert(id.as_str(), encode_record(&record, created_seq).as_slice())?;
+                match &mut revocations {
+                    Some(revocations) => revocations.insert(
+                        id.as_str(),
+                        record_codec::encode_revocation(now, reason).as_slice(),
+                    )?,
+                    None => tokens
+                        .insert(id.as_str(), encode_record(&record, created_seq).as_slice())?,
+                };
                 outcome.events.push(append_event(
                     &mut events,
                     &record,
@@ -467,12 +536,17 @@ impl Store {
             let mut created = txn.open_table(CREATED)?;
             let mut events = txn.open_table(EVENTS)?;
             let mut retired = txn.open_table(RETIRED)?;
+            let mut revocations = self.revocations_mut(&txn)?;
             let (mut deleted, mut missing) = (Vec::new(), Vec::new());
             for (position, id) in in_key_order(ids) {
-                let Some((record, created_seq)) = get_stored(&tokens, &id)? else {
+                let Some((mut record, created_seq)) = get_stored(&tokens, &id)? else {
                     missing.push((position, id));
                     continue;
                 };
+                if let Some(revocations) = &mut revocations {
+                    add_revocation(revocations, &mut record)?;
+                    revocations.remove(id.as_str())?;
+                }
                 tokens.remove(id.as_str())?;
                 digests.remove(record.digest.as_bytes())?;
                 names.remove(record.name.as_str())?;
@@ -522,7 +596,7 @@ impl Store {
     pub fn get(&self, id: &TokenId) -> Result<Option<TokenRecord>, StoreError> {
         let txn = self.db.begin_read()?;
         let tokens = txn.open_table(TOKENS)?;
-        get_record(&tokens, id)
+        get_record(&tokens, self.revocations(&txn)?.as_ref(), id)
     }
 
     /// Tokens newest first, optionally of one status and with `name` in their name (ignoring
@@ -539,6 +613,7 @@ impl Store {
     ) -> Result<Page, StoreError> {
         let txn = self.db.begin_read()?;
         let tokens = txn.open_table(TOKENS)?;
+        let revocations = self.revocations(&txn)?;
         let created = txn.open_table(CREATED)?;
         // A substring search cannot seek in the name index, but scanning it compares short
         // strings where the walk below would decode every record: find the matching ids first.
@@ -568,7 +643,7 @@ impl Store {
                 continue;
             }
             let id = TokenId::parse(id).ok_or_else(|| StoreError::Corrupt(format!("id {id:?}")))?;
-            let Some(record) = get_record(&tokens, &id)? else {
+            let Some(record) = get_record(&tokens, revocations.as_ref(), &id)? else {
                 return Err(StoreError::Corrupt(format!("listed id {id} has no record")));
             };
             if status.is_some_and(|s| record.status(now) != s) {
@@ -633,14 +708,37 @@ fn in_given_order<T>(mut items: Vec<(usize, T)>) -> Vec<T> {
     items.into_iter().map(|(_, item)| item).collect()
 }
 
-fn get_record(
+/// A token's record, with its revocation when `revocations` (a schema-3 file's) holds one.
+fn get_record<R: ReadableTable<&'static str, &'static [u8]>>(
     tokens: &impl ReadableTable<&'static str, &'static [u8]>,
+    revocations: Option<&R>,
     id: &TokenId,
 ) -> Result<Option<TokenRecord>, StoreError> {
-    Ok(get_stored(tokens, id)?.map(|(record, _)| record))
+    let Some((mut record, _)) = get_stored(tokens, id)? else {
+        return Ok(None);
+    };
+    if let Some(revocations) = revocations {
+        add_revocation(revocations, &mut record)?;
+    }
+    Ok(Some(record))
 }
 
-/// A record and the sequence number of its creation (its key in `created`).
+/// Sets the record's revocation from its row in `revocations`, if it has one.
+fn add_revocation(
+    revocations: &impl ReadableTable<&'static str, &'static [u8]>,
+    record: &mut TokenRecord,
+) -> Result<(), StoreError> {
+    if let Some(row) = revocations.get(record.id.as_str())? {
+        let (at, reason) = record_codec::decode_revocation(row.value())
+            .map_err(|e| StoreError::Corrupt(format!("revocation of {}: {e}", record.id)))?;
+        record.revoked_at = Some(at);
+        record.revoke_reason = reason;
+    }
+    Ok(())
+}
+
+/// A record as stored, and the sequence number of its creation (its key in `created`). In a
+/// schema-3 file, its revocation is not part of it (`get_record`).
 fn get_stored(
     tokens: &impl ReadableTable<&'static str, &'static [u8]>,
     id: &TokenId,
@@ -659,11 +757,16 @@ struct NewTokenTables<'txn> {
     created: redb::Table<'txn, u64, &'static str>,
     events: redb::Table<'txn, u64, &'static [u8]>,
     retired: redb::Table<'txn, &'static [u8; 32], u64>,
+    revocations: Option<redb::Table<'txn, &'static str, &'static [u8]>>,
 }
 
 impl<'txn> NewTokenTables<'txn> {
-    fn open(txn: &'txn WriteTransaction) -> Result<Self, StoreError> {
+    fn open(
+        txn: &'txn WriteTransaction,
+        revocations: Option<redb::Table<'txn, &'static str, &'static [u8]>>,
+    ) -> Result<Self, StoreError> {
         Ok(NewTokenTables {
+            revocations,
             tokens: txn.open_table(TOKENS)?,
             digests: txn.open_table(DIGESTS)?,
             names: txn.open_table(NAMES)?,
@@ -711,8 +814,21 @@ impl<'txn> NewTokenTables<'txn> {
             actor,
             None,
         )?;
-        self.tokens
-            .insert(id, encode_record(record, event.seq).as_slice())?;
+        let stored = match (&mut self.revocations, record.revoked_at) {
+            // Imported revoked (it was revoked where it comes from): the revocation is a row.
+            (Some(revocations), Some(at)) => {
+                revocations.insert(
+                    id,
+                    record_codec::encode_revocation(at, record.revoke_reason.as_deref()).as_slice(),
+                )?;
+                let mut unrevoked = record.clone();
+                unrevoked.revoked_at = None;
+                unrevoked.revoke_reason = None;
+                encode_record(&unrevoked, event.seq)
+            }
+            _ => encode_record(record, event.seq),
+        };
+        self.tokens.insert(id, stored.as_slice())?;
         self.digests.insert(record.digest.as_bytes(), id)?;
         self.names.insert(record.name.as_str(), id)?;
         self.created.insert(event.seq, id)?;
@@ -743,7 +859,104 @@ fn append_event(
     Ok(event)
 }
 
-// ---- the stored forms: JSON, so that a file can be inspected and a schema change is explicit ----
+/// Every write is durable when its commit returns: a change acknowledged to a client survives
+/// `kill -9` and power loss. (redb's default, stated here so that it never changes by accident.)
+fn begin_write(db: &Database) -> Result<WriteTransaction, StoreError> {
+    let mut txn = db.begin_write()?;
+    txn.set_durability(Durability::Immediate)
+        .map_err(|e| StoreError::Redb(e.into()))?;
+    Ok(txn)
+}
+
+/// Checks the schema of the file open in `db`, migrates an older one, creates any missing table
+/// and says where revocations are kept. `alone`: no other process has the file open, so a
+/// schema-2 file may move to schema 3 (see `Store::open`).
+fn prepare(db: &Database, path: &Path, alone: bool) -> Result<Layout, StoreError> {
+    let txn = begin_write(db)?;
+    let layout = {
+        let mut meta = txn.open_table(META)?;
+        let mut found = meta.get(SCHEMA_KEY)?.map(|v| v.value());
+        if found == Some(1) {
+            migrate_records_from_json(&txn)?;
+            meta.insert(SCHEMA_KEY, REVOKED_IN_RECORDS)?;
+            found = Some(REVOKED_IN_RECORDS);
+        }
+        let layout = match found {
+            Some(SCHEMA_VERSION) => Layout::RevocationTable,
+            Some(REVOKED_IN_RECORDS) if alone => {
+                move_revocations_to_their_table(&txn)?;
+                meta.insert(SCHEMA_KEY, SCHEMA_VERSION)?;
+                Layout::RevocationTable
+            }
+            Some(REVOKED_IN_RECORDS) => Layout::RevokedInRecords,
+            Some(found) => {
+                return Err(StoreError::UnknownSchema {
+                    path: path.to_owned(),
+                    found,
+                    expected: SCHEMA_VERSION,
+                });
+            }
+            None => {
+                // A fresh file: nothing but the meta table we just opened may exist.
+                if txn.list_tables()?.any(|t| t.name() != "meta")
+                    || txn.list_multimap_tables()?.next().is_some()
+                {
+                    return Err(StoreError::NotTollgate {
+                        path: path.to_owned(),
+                    });
+                }
+                meta.insert(SCHEMA_KEY, SCHEMA_VERSION)?;
+                Layout::RevocationTable
+            }
+        };
+        // Create every table now so that readers never meet a missing one.
+        txn.open_table(TOKENS)?;
+        txn.open_table(DIGESTS)?;
+        txn.open_table(NAMES)?;
+        txn.open_table(CREATED)?;
+        txn.open_table(EVENTS)?;
+        txn.open_table(RETIRED)?;
+        txn.open_table(shared::PEERS)?;
+        if layout == Layout::RevocationTable {
+            txn.open_table(REVOCATIONS)?;
+        }
+        layout
+    };
+    txn.commit()?;
+    Ok(layout)
+}
+
+/// Schema 2 → 3: each revoked token's revocation leaves its record for a row of the
+/// `revocations` table, inside the opening transaction: all or nothing.
+fn move_revocations_to_their_table(txn: &WriteTransaction) -> Result<(), StoreError> {
+    let mut tokens = txn.open_table(TOKENS)?;
+    let mut revocations = txn.open_table(REVOCATIONS)?;
+    let mut moved = Vec::new();
+    for entry in tokens.iter()? {
+        let (id, value) = entry?;
+        // Most tokens are not revoked: the view tells without decoding the whole record.
+        let view = record_codec::decode_view(value.value()).map_err(StoreError::Corrupt)?;
+        if !view.revoked {
+            continue;
+        }
+        let (mut record, created_seq) = decode_record(value.value())?;
+        let revoked_at = record.revoked_at.take().expect("the view said revoked");
+        let revocation =
+            record_codec::encode_revocation(revoked_at, record.revoke_reason.take().as_deref());
+        moved.push((
+            id.value().to_owned(),
+            encode_record(&record, created_seq),
+            revocation,
+        ));
+    }
+    for (id, record, revocation) in moved {
+        tokens.insert(id.as_str(), record.as_slice())?;
+        revocations.insert(id.as_str(), revocation.as_slice())?;
+    }
+    Ok(())
+}
+
+// ---- the stored forms: records and revocations in `record_codec`, events in JSON ----
 
 fn encode_record(r: &TokenRecord, created_seq: u64) -> Vec<u8> {
     record_codec::encode(r, created_seq)
@@ -900,6 +1113,149 @@ mod tests {
         let version = txn.open_table(META).unwrap().get(SCHEMA_KEY).unwrap();
         assert_eq!(version.map(|v| v.value()), Some(SCHEMA_VERSION));
         drop(dir);
+    }
+
+    /// Where the file keeps the revocation of `id`: (in its record, in the revocations table).
+    fn stored_revocation(store: &Store, id: &TokenId) -> (Option<i64>, Option<i64>) {
+        let txn = store.db.begin_read().unwrap();
+        let tokens = txn.open_table(TOKENS).unwrap();
+        let in_record = get_stored(&tokens, id)
+            .unwrap()
+            .and_then(|(r, _)| r.revoked_at);
+        let in_table = match txn.open_table(REVOCATIONS) {
+            Ok(table) => table
+                .get(id.as_str())
+                .unwrap()
+                .map(|row| record_codec::decode_revocation(row.value()).unwrap().0),
+            Err(redb::TableError::TableDoesNotExist(_)) => None,
+            Err(e) => panic!("{e}"),
+        };
+        (in_record, in_table)
+    }
+
+    /// Turns a schema-3 file back into what schema 2 wrote: revocations in the records.
+    fn back_to_schema_2(store: Store) -> PathBuf {
+        let path = store.path().to_owned();
+        let txn = store.db.begin_write().unwrap();
+        {
+            let mut tokens = txn.open_table(TOKENS).unwrap();
+            let revocations = txn.open_table(REVOCATIONS).unwrap();
+            for entry in revocations.iter().unwrap() {
+                let (id, row) = entry.unwrap();
+                let (at, reason) = record_codec::decode_revocation(row.value()).unwrap();
+                let bytes = tokens.get(id.value()).unwrap().unwrap().value().to_vec();
+                let (mut record, created_seq) = decode_record(&bytes).unwrap();
+                record.revoked_at = Some(at);
+                record.revoke_reason = reason;
+                let bytes = encode_record(&record, created_seq);
+                tokens.insert(id.value(), bytes.as_slice()).unwrap();
+            }
+        }
+        txn.delete_table(REVOCATIONS).unwrap();
+        txn.open_table(META)
+            .unwrap()
+            .insert(SCHEMA_KEY, REVOKED_IN_RECORDS)
+            .unwrap();
+        txn.commit().unwrap();
+        path
+    }
+
+    #[test]
+    fn a_schema_2_file_keeps_its_layout_while_shared_and_moves_on_when_opened_alone() {
+        let (_dir, store) = open();
+        let (old, shared, active) = (record("old", 1), record("shared", 2), record("active", 3));
+        store
+            .import(&[old.clone(), shared.clone(), active.clone()], "test")
+            .unwrap();
+        store.revoke(&[old.id], Some("leaked"), "test", 10).unwrap();
+        let path = back_to_schema_2(store);
+
+        // An older release serving from the file reads revocations in the records only: while
+        // it has the file open, a revoke is written there.
+        let older = Database::builder()
+            .set_concurrency_mode(ConcurrencyMode::MultiWriter)
+            .open(&path)
+            .unwrap();
+        let store = Store::open(&path).unwrap();
+        assert_eq!(store.schema_version(), REVOKED_IN_RECORDS);
+        store.revoke(&[shared.id], None, "test", 20).unwrap();
+        assert_eq!(stored_revocation(&store, &shared.id), (Some(20), None));
+        assert_eq!(store.get(&old.id).unwrap().unwrap().revoked_at, Some(10));
+        drop(store);
+        drop(older);
+
+        // Alone, the file moves to schema 3: every revocation leaves its record for a row.
+        let store = Store::open(&path).unwrap();
+        assert_eq!(store.schema_version(), SCHEMA_VERSION);
+        for (token, at) in [(&old, 10), (&shared, 20)] {
+            assert_eq!(stored_revocation(&store, &token.id), (None, Some(at)));
+            assert_eq!(store.get(&token.id).unwrap().unwrap().revoked_at, Some(at));
+        }
+        let old_now = store.get(&old.id).unwrap().unwrap();
+        assert_eq!(old_now.revoke_reason.as_deref(), Some("leaked"));
+        assert_eq!(store.get(&active.id).unwrap(), Some(active.clone()));
+
+        let loaded_revoked = std::sync::Mutex::new(Vec::new());
+        store
+            .load_all(|view| {
+                if view.revoked {
+                    loaded_revoked.lock().unwrap().push(view.id);
+                }
+            })
+            .unwrap();
+        let mut loaded_revoked = loaded_revoked.into_inner().unwrap();
+        loaded_revoked.sort();
+        let mut want = vec![old.id, shared.id];
+        want.sort();
+        assert_eq!(loaded_revoked, want);
+        let listed = store
+            .list(Some(TokenStatus::Revoked), None, 10, None, 100)
+            .unwrap();
+        let mut listed: Vec<TokenId> = listed.tokens.iter().map(|r| r.id).collect();
+        listed.sort();
+        assert_eq!(listed, want);
+        let report = maintenance::check(&path, 100).unwrap();
+        assert!(report.sound, "{report:?}");
+        assert_eq!(report.schema_version, Some(SCHEMA_VERSION));
+        assert_eq!((report.tokens.active, report.tokens.revoked), (1, 2));
+    }
+
+    #[test]
+    fn a_revoke_adds_a_row_and_leaves_the_record_as_it_was() {
+        let (_dir, store) = open();
+        let (a, mut b) = (record("a", 1), record("b", 2));
+        b.revoked_at = Some(5);
+        b.revoke_reason = Some("revoked where it comes from".into());
+        store.import(&[a.clone(), b.clone()], "test").unwrap();
+        assert_eq!(stored_revocation(&store, &b.id), (None, Some(5)));
+        assert_eq!(store.get(&b.id).unwrap(), Some(b.clone()));
+
+        let stored_bytes = |id: &TokenId| {
+            let txn = store.db.begin_read().unwrap();
+            let tokens = txn.open_table(TOKENS).unwrap();
+            tokens.get(id.as_str()).unwrap().map(|v| v.value().to_vec())
+        };
+        let before = stored_bytes(&a.id);
+        let outcome = store.revoke(&[a.id, b.id], Some("r"), "test", 10).unwrap();
+        assert_eq!(outcome.revoked[0].revoked_at, Some(10));
+        assert_eq!(outcome.already_revoked[0].revoked_at, Some(5));
+        assert_eq!(stored_bytes(&a.id), before);
+        assert_eq!(stored_revocation(&store, &a.id), (None, Some(10)));
+        let changes = store.changes_after(0, 10).unwrap();
+        let revoked_change = changes
+            .iter()
+            .find(|c| c.action == EventAction::Revoked)
+            .unwrap();
+        let followed = revoked_change.record.as_ref().unwrap();
+        assert_eq!(followed.revoke_reason.as_deref(), Some("r"));
+
+        let outcome = store.delete(&[a.id, b.id], "test", 20).unwrap();
+        assert_eq!(outcome.deleted[1].revoked_at, Some(5));
+        let txn = store.db.begin_read().unwrap();
+        assert_eq!(txn.open_table(REVOCATIONS).unwrap().len().unwrap(), 0);
+        drop(txn);
+        let report = maintenance::check(store.path(), 100).unwrap();
+        assert!(report.sound, "{report:?}");
     }
 
     #[test]

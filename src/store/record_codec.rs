@@ -15,11 +15,19 @@
 //! `opt` is a byte (0 absent, 1 present) before the value; `strN` a length of N bits before
 //! UTF-8 bytes. Permissions are `PermissionSet`'s bits, whose layout only ever grows (new
 //! resources are appended).
+//!
+//! From schema 3 on, a record's `revoked_at` and `revoke_reason` are always absent: a revocation
+//! is a row of the `revocations` table, keyed by the token's id:
+//!
+//! ```text
+//! u8 format (1) | i64 revoked_at | opt str16 revoke_reason
+//! ```
 
 use crate::time::UnixSeconds;
 use crate::token::{PermissionSet, TokenDigest, TokenId, TokenRecord};
 
 const FORMAT: u8 = 2;
+const REVOCATION_FORMAT: u8 = 1;
 
 /// What the cache needs of a record, borrowed from the stored bytes: decoding it allocates
 /// nothing.
@@ -66,7 +74,7 @@ pub fn encode(r: &TokenRecord, created_seq: u64) -> Vec<u8> {
 }
 
 pub fn decode(bytes: &[u8]) -> Result<(TokenRecord, u64), String> {
-    let mut r = Reader::new(bytes)?;
+    let mut r = Reader::new(bytes, FORMAT)?;
     let created_seq = r.u64()?;
     let (digest, id, permissions) = r.identity()?;
     let created_at = r.i64()?;
@@ -97,9 +105,37 @@ pub fn decode(bytes: &[u8]) -> Result<(TokenRecord, u64), String> {
     Ok((record, created_seq))
 }
 
+/// A row of the `revocations` table.
+pub fn encode_revocation(revoked_at: UnixSeconds, reason: Option<&str>) -> Vec<u8> {
+    let mut out = Vec::with_capacity(12 + reason.map_or(0, str::len));
+    out.push(REVOCATION_FORMAT);
+    out.extend_from_slice(&revoked_at.to_le_bytes());
+    match reason {
+        None => out.push(0),
+        Some(reason) => {
+            out.push(1);
+            put_str16(&mut out, reason);
+        }
+    }
+    out
+}
+
+/// When a token was revoked, and why if it was said.
+pub fn decode_revocation(bytes: &[u8]) -> Result<(UnixSeconds, Option<String>), String> {
+    let mut r = Reader::new(bytes, REVOCATION_FORMAT)?;
+    let revoked_at = r.i64()?;
+    let reason = match r.u8()? {
+        0 => None,
+        1 => Some(r.str16()?.to_owned()),
+        other => return Err(format!("bad option marker {other}")),
+    };
+    r.end()?;
+    Ok((revoked_at, reason))
+}
+
 /// The cache's part of a record, without copying a byte of it.
 pub fn decode_view(bytes: &[u8]) -> Result<TokenView<'_>, String> {
-    let mut r = Reader::new(bytes)?;
+    let mut r = Reader::new(bytes, FORMAT)?;
     let _created_seq = r.u64()?;
     let (digest, id, permissions) = r.identity()?;
     let _created_at = r.i64()?;
@@ -152,10 +188,10 @@ struct Reader<'a> {
 }
 
 impl<'a> Reader<'a> {
-    fn new(bytes: &'a [u8]) -> Result<Self, String> {
+    fn new(bytes: &'a [u8], format: u8) -> Result<Self, String> {
         match bytes.first() {
-            Some(&FORMAT) => Ok(Reader { bytes, at: 1 }),
-            Some(other) => Err(format!("record format {other}, expected {FORMAT}")),
+            Some(&found) if found == format => Ok(Reader { bytes, at: 1 }),
+            Some(other) => Err(format!("record format {other}, expected {format}")),
             None => Err("empty record".into()),
         }
     }
@@ -334,6 +370,26 @@ mod tests {
         let mut other_format = bytes;
         other_format[0] = 9;
         assert!(decode(&other_format).is_err());
+    }
+
+    #[test]
+    fn revocations_round_trip_and_damage_is_reported() {
+        for reason in [None, Some("leaked in a paste"), Some("")] {
+            let bytes = encode_revocation(1_850_000_000, reason);
+            assert_eq!(
+                decode_revocation(&bytes),
+                Ok((1_850_000_000, reason.map(str::to_owned)))
+            );
+            for cut in 0..bytes.len() {
+                assert!(decode_revocation(&bytes[..cut]).is_err(), "cut at {cut}");
+            }
+        }
+        let mut longer = encode_revocation(1, None);
+        longer.push(0);
+        assert!(decode_revocation(&longer).is_err());
+        // A record is not a revocation, nor the other way round.
+        assert!(decode_revocation(&encode(&sample(), 1)).is_err());
+        assert!(decode(&encode_revocation(1, None)).is_err());
     }
 
     #[test]

@@ -55,13 +55,14 @@ impl Store {
         let txn = self.db.begin_read()?;
         let events = txn.open_table(EVENTS)?;
         let tokens = txn.open_table(TOKENS)?;
+        let revocations = self.revocations(&txn)?;
         let mut changes = Vec::new();
         for entry in events.range(after.saturating_add(1)..)?.take(limit) {
             let (seq, value) = entry?;
             let event = decode_event(seq.value(), value.value())?;
             let record = match event.action {
                 EventAction::Deleted => None,
-                _ => get_record(&tokens, &event.token_id)?,
+                _ => get_record(&tokens, revocations.as_ref(), &event.token_id)?,
             };
             changes.push(Change {
                 seq: event.seq,
