@@ -263,20 +263,26 @@ impl Connections {
                         .serve(protocol, TokioIo::new(stream), client, watcher)
                         .await;
                 }
+                // Boxed, so that a cleartext connection's task does not carry the room of a TLS
+                // handshake and session.
                 Some(acceptor) => {
-                    let Some(stream) =
-                        crate::tls::server::handshake(&acceptor, stream, HEADER_READ_TIMEOUT).await
-                    else {
-                        return;
-                    };
-                    let protocol = if stream.get_ref().1.alpn_protocol() == Some(b"h2") {
-                        Protocol::Http2
-                    } else {
-                        Protocol::Http1
-                    };
-                    builders
-                        .serve(protocol, TokioIo::new(stream), client, watcher)
-                        .await;
+                    Box::pin(async move {
+                        let Some(stream) =
+                            crate::tls::server::handshake(&acceptor, stream, HEADER_READ_TIMEOUT)
+                                .await
+                        else {
+                            return;
+                        };
+                        let protocol = if stream.get_ref().1.alpn_protocol() == Some(b"h2") {
+                            Protocol::Http2
+                        } else {
+                            Protocol::Http1
+                        };
+                        builders
+                            .serve(protocol, TokioIo::new(stream), client, watcher)
+                            .await;
+                    })
+                    .await
                 }
             }
         });
@@ -373,7 +379,10 @@ impl Builders {
             let first_request = first_request.clone();
             service_fn(move |request| {
                 first_request.notify_one();
-                handle(state.clone(), remote.clone(), request)
+                // Boxed: hyper keeps the slot for a request's future for the connection's whole
+                // life, so an unboxed one (about 2 KiB) would stay with every idle connection.
+                // A box lives as long as its request.
+                Box::pin(handle(state.clone(), remote.clone(), request))
             })
         };
         match protocol {
