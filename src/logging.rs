@@ -46,7 +46,11 @@ pub fn init_for_command_line() {
         .with_ansi(false)
         .without_time()
         .with_target(false)
-        .with_filter(Targets::new().with_target("tollgate::registry", LevelFilter::WARN));
+        .with_filter(
+            Targets::new()
+                .with_target("tollgate::registry", LevelFilter::WARN)
+                .with_target("tollgate::store", LevelFilter::WARN),
+        );
     let _ = tracing_subscriber::registry().with(output).try_init();
 }
 

@@ -84,11 +84,21 @@ pub async fn start(config: &Config) -> Result<Running, ServerError> {
     .map_err(|_| ServerError::Startup)??;
     let registry = Arc::new(registry);
     let metrics = Arc::new(Metrics::new());
+    let schema = registry.store().schema_version();
     tracing::info!(
         store = %config.store_path.display(),
         tokens = registry.cache().len(),
+        schema,
         "store opened"
     );
+    if schema == crate::store::REVOKED_IN_RECORDS {
+        tracing::info!(
+            store = %config.store_path.display(),
+            "the store stays at schema {schema} while another process has it open (an older \
+             release may read it); the first start with the file to itself moves it to {}",
+            crate::store::SCHEMA_VERSION
+        );
+    }
 
     if created {
         tracing::info!(

@@ -29,9 +29,8 @@ use crate::token::{TokenRecord, TokenStatus};
 
 /// The names of every table of the layout. A file with another table was written by a release
 /// that knows more than this one: copying or checking it without that table would mislead.
-fn known_tables() -> [&'static str; 9] {
-    [
-        REVOCATIONS.name(),
+fn known_tables(schema: u64) -> Vec<&'static str> {
+    let mut known = vec![
         PEERS.name(),
         META.name(),
         TOKENS.name(),
@@ -40,7 +39,11 @@ fn known_tables() -> [&'static str; 9] {
         CREATED.name(),
         EVENTS.name(),
         RETIRED.name(),
-    ]
+    ];
+    if schema >= SCHEMA_VERSION {
+        known.push(REVOCATIONS.name());
+    }
+    known
 }
 
 /// The most problems a check lists; it counts the rest.
@@ -167,11 +170,13 @@ fn open_shared(path: &Path) -> Result<Database, MaintenanceError> {
     if !path.try_exists().unwrap_or(true) {
         return Err(MaintenanceError::Missing(path.to_owned()));
     }
-    Database::builder()
-        .set_cache_size(STORE_CACHE_BYTES)
-        .set_concurrency_mode(ConcurrencyMode::MultiWriter)
-        .open(path)
-        .map_err(|source| open_error(path, source))
+    super::open_waiting(path, || {
+        Database::builder()
+            .set_cache_size(STORE_CACHE_BYTES)
+            .set_concurrency_mode(ConcurrencyMode::MultiWriter)
+            .open(path)
+    })
+    .map_err(|source| open_error(path, source))
 }
 
 fn open_error(path: &Path, source: DatabaseError) -> MaintenanceError {
@@ -207,7 +212,7 @@ fn copyable_schema(txn: &ReadTransaction, path: &Path) -> Result<u64, Maintenanc
             .into());
         }
     };
-    let unknown = unknown_tables(txn).map_err(StoreError::from)?;
+    let unknown = unknown_tables(txn, version).map_err(StoreError::from)?;
     if let Some(table) = unknown.into_iter().next() {
         return Err(MaintenanceError::UnknownTable {
             path: path.to_owned(),
@@ -234,8 +239,8 @@ fn last_event(txn: &ReadTransaction) -> Result<Option<u64>, StoreError> {
 }
 
 /// Tables (and multimap tables) that are not part of the layout.
-fn unknown_tables(txn: &ReadTransaction) -> Result<Vec<String>, StorageError> {
-    let known = known_tables();
+fn unknown_tables(txn: &ReadTransaction, schema: u64) -> Result<Vec<String>, StorageError> {
+    let known = known_tables(schema);
     Ok(txn
         .list_tables()?
         .map(|t| t.name().to_owned())
@@ -475,8 +480,9 @@ fn check_contents(
         }
         Some(1) => {
             report.notes.push(format!(
-                "schema 1 (tollgate 0.1.0): this tollgate migrates it to {SCHEMA_VERSION} on \
-                 its first open"
+                "schema 1 (tollgate 0.1.0): this tollgate migrates it on its first open, to \
+                 {REVOKED_IN_RECORDS}, and on to {SCHEMA_VERSION} when no other process has it \
+                 open"
             ));
             record_codec::legacy::decode
         }
@@ -492,7 +498,8 @@ fn check_contents(
             return Ok(());
         }
     };
-    for table in unknown_tables(txn)? {
+    let schema = report.schema_version.unwrap_or(SCHEMA_VERSION);
+    for table in unknown_tables(txn, schema)? {
         report.problem(format!("unknown table {table:?}"));
     }
     let tables = (
@@ -520,6 +527,8 @@ fn check_contents(
     };
 
     // Every record decodes, and each index leads from the record's key back to it.
+    let mut revocation_rows = 0;
+    let mut revoked_ids = std::collections::HashSet::new();
     for entry in tokens.iter()? {
         let (key, value) = entry?;
         let key = key.value();
@@ -541,16 +550,22 @@ fn check_contents(
                 ));
             }
             if let Some(row) = revocations.get(key)? {
+                revocation_rows += 1;
                 match record_codec::decode_revocation(row.value()) {
                     Ok((at, reason)) => {
                         record.revoked_at = Some(at);
                         record.revoke_reason = reason;
                     }
                     Err(e) => {
-                        report.problem(format!("token {key}: its revocation does not decode: {e}"))
+                        report.problem(format!("token {key}: its revocation does not decode: {e}"));
+                        // Counted as the servers treat it: revoked.
+                        record.revoked_at = Some(0);
                     }
                 }
             }
+        }
+        if record.revoked_at.is_some() {
+            revoked_ids.insert(record.id);
         }
         report.tokens.total += 1;
         match record.status(now) {
@@ -634,10 +649,10 @@ fn check_contents(
         }
     }
 
-    // Each revocation belongs to a token (a delete removes both). A count above the revoked
-    // tokens' means strays: find them.
+    // Each revocation belongs to a token (a delete removes both). More rows than the tokens
+    // found with one means strays: find them.
     if let Some(revocations) = &revocations
-        && revocations.len()? > report.tokens.revoked
+        && revocations.len()? > revocation_rows
     {
         for entry in revocations.iter()? {
             let (id, _) = entry?;
@@ -650,13 +665,25 @@ fn check_contents(
         }
     }
 
-    // The change log: every event decodes, in one unbroken sequence.
+    // The change log: every event decodes, in one unbroken sequence. Revocation is for good:
+    // a token the log says was revoked is revoked still, unless deleted since.
     let mut previous: Option<u64> = None;
     for entry in events.iter()? {
         let (seq, value) = entry?;
         let seq = seq.value();
-        if let Err(e) = decode_event(seq, value.value()) {
-            report.problem(format!("event {seq} does not decode: {e}"));
+        match decode_event(seq, value.value()) {
+            Err(e) => report.problem(format!("event {seq} does not decode: {e}")),
+            Ok(event)
+                if event.action == EventAction::Revoked
+                    && !revoked_ids.contains(&event.token_id)
+                    && tokens.get(event.token_id.as_str())?.is_some() =>
+            {
+                report.problem(format!(
+                    "token {}: event {seq} revoked it, but it is not revoked",
+                    event.token_id
+                ));
+            }
+            Ok(_) => {}
         }
         if let Some(previous) = previous.filter(|p| seq != p + 1) {
             report.problem(format!(
@@ -878,6 +905,49 @@ mod tests {
             assert!(text.contains(&expected), "{expected:?} in:\n{text}");
         }
         assert_eq!(report.problem_count, report.problems.len());
+    }
+
+    #[test]
+    fn a_check_finds_revocations_lost_stray_or_damaged() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, records) = populated(dir.path());
+        let revoked = &records[1];
+        let path = store.path().to_owned();
+        drop(store);
+        let rewrite = |change: &dyn Fn(&mut redb::Table<&str, &[u8]>)| {
+            let db = Database::open(&path).unwrap();
+            let txn = db.begin_write().unwrap();
+            change(&mut txn.open_table(REVOCATIONS).unwrap());
+            txn.commit().unwrap();
+        };
+        let problems = || check(&path, NOW).unwrap().problems;
+
+        // The revoked token's row is lost: the log still says it was revoked.
+        rewrite(&|t| {
+            t.remove(revoked.id.as_str()).unwrap();
+        });
+        assert_eq!(
+            problems(),
+            [format!(
+                "token {}: event 5 revoked it, but it is not revoked",
+                revoked.id
+            )]
+        );
+        // A row for a token that does not exist, and a damaged row (counted as revoked, as the
+        // servers treat it).
+        rewrite(&|t| {
+            t.insert(revoked.id.as_str(), &[1u8, 2][..]).unwrap();
+            t.insert(
+                TokenId::generate().as_str(),
+                &record_codec::encode_revocation(1, None)[..],
+            )
+            .unwrap();
+        });
+        let report = check(&path, NOW).unwrap();
+        assert_eq!(report.tokens.revoked, 1, "{report:?}");
+        assert_eq!(report.problem_count, 2, "{report:?}");
+        assert!(report.problems[0].starts_with(&format!("token {}: its revocation", revoked.id)));
+        assert!(report.problems[1].starts_with("the revocations table holds token"));
     }
 
     #[test]

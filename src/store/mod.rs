@@ -24,6 +24,7 @@
 //! blocking pool.
 
 use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
 use redb::{
     ConcurrencyMode, Database, Durability, ReadTransaction, ReadableDatabase, ReadableTable,
@@ -68,6 +69,11 @@ const REVOCATIONS: TableDefinition<&str, &[u8]> = TableDefinition::new("revocati
 const RETIRED: TableDefinition<&[u8; 32], u64> = TableDefinition::new("retired");
 
 const SCHEMA_KEY: &str = "schema_version";
+
+/// How long an open waits while another process holds the file alone: a schema upgrade
+/// (`Store::open`) or a page check (`store check`) takes it for moments, and a server starting
+/// meanwhile should wait rather than fail.
+const ALONE_HOLD_WAIT: Duration = Duration::from_secs(30);
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -254,7 +260,8 @@ impl Store {
             path: path.to_owned(),
             source,
         };
-        // Without multi-writer mode, redb refuses a file that another process has open.
+        // Without multi-writer mode, redb refuses a file that another process has open. (It
+        // also makes processes opening the file meanwhile wait: `open_waiting`.)
         match Database::builder()
             .set_cache_size(STORE_CACHE_BYTES)
             .open(path)
@@ -272,17 +279,20 @@ impl Store {
     /// Opens the file as every process sharing it does, creating it when absent, and checks the
     /// schema without moving a schema-2 file on.
     fn open_shared(path: &Path) -> Result<Store, StoreError> {
-        let db = Database::builder()
-            .set_cache_size(STORE_CACHE_BYTES)
-            // Several processes share the file: a server and its successor during a restart,
-            // the command line working on the file directly, a backup. One write transaction
-            // at a time across all of them; readers follow every process's commits.
-            .set_concurrency_mode(ConcurrencyMode::MultiWriter)
-            .create(path)
-            .map_err(|source| StoreError::Open {
-                path: path.to_owned(),
-                source,
-            })?;
+        let db = open_waiting(path, || {
+            Database::builder()
+                .set_cache_size(STORE_CACHE_BYTES)
+                // Several processes share the file: a server and its successor during a
+                // restart, the command line working on the file directly, a backup. One write
+                // transaction at a time across all of them; readers follow every process's
+                // commits.
+                .set_concurrency_mode(ConcurrencyMode::MultiWriter)
+                .create(path)
+        })
+        .map_err(|source| StoreError::Open {
+            path: path.to_owned(),
+            source,
+        })?;
         let layout = prepare(&db, path, false)?;
         Ok(Store {
             db,
@@ -723,14 +733,23 @@ fn get_record<R: ReadableTable<&'static str, &'static [u8]>>(
     Ok(Some(record))
 }
 
-/// Sets the record's revocation from its row in `revocations`, if it has one.
+/// Sets the record's revocation from its row in `revocations`, if it has one. A row that does
+/// not decode still revokes (revoked at 0, the epoch): failing here instead would stop every
+/// process following the change log at this token, the revocations after it included.
+/// `store check` names the row.
 fn add_revocation(
     revocations: &impl ReadableTable<&'static str, &'static [u8]>,
     record: &mut TokenRecord,
 ) -> Result<(), StoreError> {
     if let Some(row) = revocations.get(record.id.as_str())? {
-        let (at, reason) = record_codec::decode_revocation(row.value())
-            .map_err(|e| StoreError::Corrupt(format!("revocation of {}: {e}", record.id)))?;
+        let (at, reason) = record_codec::decode_revocation(row.value()).unwrap_or_else(|e| {
+            tracing::error!(
+                token_id = %record.id,
+                error = %e,
+                "the stored revocation of this token is damaged; it stays revoked"
+            );
+            (0, None)
+        });
         record.revoked_at = Some(at);
         record.revoke_reason = reason;
     }
@@ -859,6 +878,34 @@ fn append_event(
     Ok(event)
 }
 
+/// Opens with `open`, waiting (up to `ALONE_HOLD_WAIT`) while another process holds the file
+/// alone.
+pub(crate) fn open_waiting(
+    path: &Path,
+    open: impl Fn() -> Result<Database, redb::DatabaseError>,
+) -> Result<Database, redb::DatabaseError> {
+    let started = Instant::now();
+    let mut said = false;
+    loop {
+        match open() {
+            Err(redb::DatabaseError::DatabaseAlreadyOpen)
+                if started.elapsed() < ALONE_HOLD_WAIT =>
+            {
+                if !said {
+                    tracing::info!(
+                        store = %path.display(),
+                        "another process holds the store alone (a schema upgrade or a check); \
+                         waiting for it"
+                    );
+                    said = true;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            opened => return opened,
+        }
+    }
+}
+
 /// Every write is durable when its commit returns: a change acknowledged to a client survives
 /// `kill -9` and power loss. (redb's default, stated here so that it never changes by accident.)
 fn begin_write(db: &Database) -> Result<WriteTransaction, StoreError> {
@@ -884,8 +931,15 @@ fn prepare(db: &Database, path: &Path, alone: bool) -> Result<Layout, StoreError
         let layout = match found {
             Some(SCHEMA_VERSION) => Layout::RevocationTable,
             Some(REVOKED_IN_RECORDS) if alone => {
-                move_revocations_to_their_table(&txn)?;
+                let moved = move_revocations_to_their_table(&txn)?;
                 meta.insert(SCHEMA_KEY, SCHEMA_VERSION)?;
+                tracing::warn!(
+                    store = %path.display(),
+                    revocations = moved,
+                    "moved the store from schema {REVOKED_IN_RECORDS} to {SCHEMA_VERSION} \
+                     (revocations in a table of their own); tollgate releases before 0.4 refuse \
+                     it from now on"
+                );
                 Layout::RevocationTable
             }
             Some(REVOKED_IN_RECORDS) => Layout::RevokedInRecords,
@@ -927,19 +981,25 @@ fn prepare(db: &Database, path: &Path, alone: bool) -> Result<Layout, StoreError
 }
 
 /// Schema 2 → 3: each revoked token's revocation leaves its record for a row of the
-/// `revocations` table, inside the opening transaction: all or nothing.
-fn move_revocations_to_their_table(txn: &WriteTransaction) -> Result<(), StoreError> {
+/// `revocations` table, inside the opening transaction: all or nothing. Returns how many moved.
+fn move_revocations_to_their_table(txn: &WriteTransaction) -> Result<usize, StoreError> {
     let mut tokens = txn.open_table(TOKENS)?;
     let mut revocations = txn.open_table(REVOCATIONS)?;
     let mut moved = Vec::new();
     for entry in tokens.iter()? {
         let (id, value) = entry?;
+        let corrupt = |e: String| {
+            StoreError::Corrupt(format!(
+                "token {}, while moving schema {REVOKED_IN_RECORDS} to {SCHEMA_VERSION}: {e}",
+                id.value()
+            ))
+        };
         // Most tokens are not revoked: the view tells without decoding the whole record.
-        let view = record_codec::decode_view(value.value()).map_err(StoreError::Corrupt)?;
+        let view = record_codec::decode_view(value.value()).map_err(corrupt)?;
         if !view.revoked {
             continue;
         }
-        let (mut record, created_seq) = decode_record(value.value())?;
+        let (mut record, created_seq) = record_codec::decode(value.value()).map_err(corrupt)?;
         let revoked_at = record.revoked_at.take().expect("the view said revoked");
         let revocation =
             record_codec::encode_revocation(revoked_at, record.revoke_reason.take().as_deref());
@@ -949,11 +1009,11 @@ fn move_revocations_to_their_table(txn: &WriteTransaction) -> Result<(), StoreEr
             revocation,
         ));
     }
-    for (id, record, revocation) in moved {
+    for (id, record, revocation) in &moved {
         tokens.insert(id.as_str(), record.as_slice())?;
         revocations.insert(id.as_str(), revocation.as_slice())?;
     }
-    Ok(())
+    Ok(moved.len())
 }
 
 // ---- the stored forms: records and revocations in `record_codec`, events in JSON ----
@@ -1256,6 +1316,54 @@ mod tests {
         drop(txn);
         let report = maintenance::check(store.path(), 100).unwrap();
         assert!(report.sound, "{report:?}");
+    }
+
+    #[test]
+    fn a_damaged_revocation_still_revokes_and_stops_no_follower() {
+        let (_dir, store) = open();
+        let (a, b) = (record("a", 1), record("b", 2));
+        store.import(&[a.clone(), b.clone()], "test").unwrap();
+        store.revoke(&[a.id, b.id], None, "test", 10).unwrap();
+        {
+            let txn = store.db.begin_write().unwrap();
+            txn.open_table(REVOCATIONS)
+                .unwrap()
+                .insert(a.id.as_str(), &[7u8][..])
+                .unwrap();
+            txn.commit().unwrap();
+        }
+        assert_eq!(store.get(&a.id).unwrap().unwrap().revoked_at, Some(0));
+        let changes = store.changes_after(0, 10).unwrap();
+        assert_eq!(changes.len(), 4);
+        assert!(
+            changes
+                .iter()
+                .all(|c| c.record.as_ref().unwrap().revoked_at.is_some()
+                    || c.action != EventAction::Revoked)
+        );
+        // And it can be deleted, row and all.
+        store.delete(&[a.id], "test", 20).unwrap();
+        let txn = store.db.begin_read().unwrap();
+        assert_eq!(txn.open_table(REVOCATIONS).unwrap().len().unwrap(), 1);
+    }
+
+    #[test]
+    fn an_open_waits_while_another_process_holds_the_file_alone() {
+        let (_dir, store) = open();
+        let path = store.path().to_owned();
+        drop(store);
+        let alone = Database::open(&path).unwrap();
+        let (held, release) = std::sync::mpsc::channel::<()>();
+        let holder = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(300));
+            drop(alone);
+            held.send(()).unwrap();
+        });
+        let store = Store::open(&path).unwrap();
+        // It opened only once the holder let go.
+        release.try_recv().unwrap();
+        assert_eq!(store.schema_version(), SCHEMA_VERSION);
+        holder.join().unwrap();
     }
 
     #[test]
