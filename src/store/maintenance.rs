@@ -914,16 +914,16 @@ mod tests {
         let revoked = &records[1];
         let path = store.path().to_owned();
         drop(store);
-        let rewrite = |change: &dyn Fn(&mut redb::Table<&str, &[u8]>)| {
-            let db = Database::open(&path).unwrap();
+        fn rewrite(path: &Path, change: impl FnOnce(&mut redb::Table<&str, &[u8]>)) {
+            let db = Database::open(path).unwrap();
             let txn = db.begin_write().unwrap();
             change(&mut txn.open_table(REVOCATIONS).unwrap());
             txn.commit().unwrap();
-        };
+        }
         let problems = || check(&path, NOW).unwrap().problems;
 
         // The revoked token's row is lost: the log still says it was revoked.
-        rewrite(&|t| {
+        rewrite(&path, |t| {
             t.remove(revoked.id.as_str()).unwrap();
         });
         assert_eq!(
@@ -935,7 +935,7 @@ mod tests {
         );
         // A row for a token that does not exist, and a damaged row (counted as revoked, as the
         // servers treat it).
-        rewrite(&|t| {
+        rewrite(&path, |t| {
             t.insert(revoked.id.as_str(), &[1u8, 2][..]).unwrap();
             t.insert(
                 TokenId::generate().as_str(),
