@@ -120,6 +120,14 @@ async fn revocation_under_load(upstream: SocketAddr) {
     let proxy = server.proxy;
     let admin = Admin::new(server.admin, &server.admin_token);
     let victim = seeded.known[0].clone();
+    let single_ids: Vec<String> = seeded.known[2..2 + SINGLE_REVOKES]
+        .iter()
+        .map(|t| t.id.to_string())
+        .collect();
+    let bulk_ids: Vec<String> = seeded.known[2 + SINGLE_REVOKES..]
+        .iter()
+        .map(|t| format!("\"{}\"", t.id))
+        .collect();
     let steady = seeded.known[1].clone();
 
     // Load: 64 connections sending the victim's token as fast as they can. Each request notes
@@ -169,30 +177,45 @@ async fn revocation_under_load(upstream: SocketAddr) {
         }));
     }
     tokio::time::sleep(Duration::from_secs(2)).await;
-    admin
-        .post(&format!("/api/v1/tokens/{}/revoke", victim.id), "{}")
-        .await;
-    revoked_at.store(epoch.elapsed().as_nanos() as u64, Ordering::SeqCst);
-    tokio::time::sleep(Duration::from_secs(1)).await;
-    switch.store(true, Ordering::Relaxed);
-    tokio::time::sleep(Duration::from_millis(200)).await;
 
-    let mut single = Vec::with_capacity(SINGLE_REVOKES);
-    for token in &seeded.known[2..2 + SINGLE_REVOKES] {
-        let started = Instant::now();
-        admin
-            .post(&format!("/api/v1/tokens/{}/revoke", token.id), "{}")
-            .await;
-        single.push(started.elapsed());
-    }
-    let ids: Vec<String> = seeded.known[2 + SINGLE_REVOKES..]
-        .iter()
-        .map(|t| format!("\"{}\"", t.id))
-        .collect();
-    let body = format!("{{\"ids\":[{}]}}", ids.join(","));
-    let started = Instant::now();
-    admin.post("/api/v1/tokens/revoke", &body).await;
-    let bulk = started.elapsed();
+    // The operator: a thread and runtime of its own, as the command line in a process of its
+    // own would be, so that the load's tasks and the upstream's, on this runtime, do not delay
+    // it. The revoke's reply time is taken there, the moment the reply is read.
+    let operator = {
+        let (switch, revoked_at) = (switch.clone(), revoked_at.clone());
+        std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("operator runtime");
+            runtime.block_on(async move {
+                admin
+                    .post(&format!("/api/v1/tokens/{}/revoke", victim.id), "{}")
+                    .await;
+                revoked_at.store(epoch.elapsed().as_nanos() as u64, Ordering::SeqCst);
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                switch.store(true, Ordering::Relaxed);
+                tokio::time::sleep(Duration::from_millis(200)).await;
+
+                let mut single = Vec::with_capacity(SINGLE_REVOKES);
+                for id in &single_ids {
+                    let started = Instant::now();
+                    admin
+                        .post(&format!("/api/v1/tokens/{id}/revoke"), "{}")
+                        .await;
+                    single.push(started.elapsed());
+                }
+                let body = format!("{{\"ids\":[{}]}}", bulk_ids.join(","));
+                let started = Instant::now();
+                admin.post("/api/v1/tokens/revoke", &body).await;
+                (single, started.elapsed())
+            })
+        })
+    };
+    let (mut single, bulk) = tokio::task::spawn_blocking(move || operator.join())
+        .await
+        .expect("join")
+        .expect("the operator thread");
 
     stop.store(true, Ordering::Relaxed);
     let (mut sent, mut accepted_after) = (0, 0);
