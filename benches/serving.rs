@@ -3,7 +3,7 @@
 //! sharing the store applies another's changes.
 //!
 //! Run: `cargo bench --bench serving` (everything), or name parts:
-//! `cargo bench --bench serving -- memory startup revocation idle peers`.
+//! `cargo bench --bench serving -- memory startup revocation commit idle peers`.
 //!
 //! Each part starts the real `tollgate` binary (release build) on a store seeded through the
 //! library, with a small upstream in this process. Figures are printed, never asserted, except
@@ -60,6 +60,9 @@ fn main() {
     }
     if runs("revocation") {
         runtime.block_on(revocation_under_load(upstream));
+    }
+    if runs("commit") {
+        commit_latency();
     }
     if runs("idle") {
         idle_connections(upstream);
@@ -242,6 +245,63 @@ async fn revocation_under_load(upstream: SocketAddr) {
     assert_eq!(
         accepted_after, 0,
         "a request sent after the revoke reply was accepted"
+    );
+}
+
+/// A single revoke's commit alone: the store's call, in this process, with no server and no
+/// network. Once with the cores idle, once with every core kept busy by threads spinning at the
+/// lowest priority (nice 19): what a durable commit costs on this machine's disk, and how much
+/// of that depends on the CPU being busy at all, whatever the priorities.
+fn commit_latency() {
+    const SIZE: usize = 1_000_000;
+    const REVOKES: usize = 1_000;
+    let seeded = Seeded::new(SIZE, 2 * REVOKES);
+    let store = Store::open(&seeded.dir.path().join("tollgate.redb")).expect("store");
+    let measure = |tokens: &[Known]| {
+        let mut times: Vec<Duration> = tokens
+            .iter()
+            .map(|token| {
+                let started = Instant::now();
+                let outcome = store
+                    .revoke(&[token.id], None, "bench", 1_800_000_000)
+                    .expect("revoke");
+                assert_eq!(outcome.revoked.len(), 1);
+                started.elapsed()
+            })
+            .collect();
+        times.sort();
+        let pct = |p: f64| ms(times[((times.len() as f64 * p) as usize).min(times.len() - 1)]);
+        (pct(0.50), pct(0.99))
+    };
+    let idle = measure(&seeded.known[..REVOKES]);
+    let stop = Arc::new(AtomicBool::new(false));
+    let spinners: Vec<_> = (0..=cores())
+        .map(|_| {
+            let stop = stop.clone();
+            std::thread::spawn(move || {
+                let _ = rustix::process::setpriority_process(Some(rustix::thread::gettid()), 19);
+                while !stop.load(Ordering::Relaxed) {
+                    std::hint::spin_loop();
+                }
+            })
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(200));
+    let busy = measure(&seeded.known[REVOKES..]);
+    stop.store(true, Ordering::Relaxed);
+    for spinner in spinners {
+        spinner.join().expect("spinner");
+    }
+    println!();
+    println!("a single revoke's commit, store only ({SIZE} tokens, {REVOKES} revokes each)");
+    println!("| cores | p50 | p99 |");
+    println!("|---|---|---|");
+    println!("| idle | {:.2} ms | {:.2} ms |", idle.0, idle.1);
+    println!(
+        "| busy ({} threads spinning at nice 19) | {:.2} ms | {:.2} ms |",
+        cores() + 1,
+        busy.0,
+        busy.1
     );
 }
 
