@@ -248,14 +248,16 @@ async fn revocation_under_load(upstream: SocketAddr) {
     );
 }
 
-/// A single revoke's commit alone: the store's call, in this process, with no server and no
-/// network. Once with the cores idle, once with every core kept busy by threads spinning at the
-/// lowest priority (nice 19): what a durable commit costs on this machine's disk, and how much
-/// of that depends on the CPU being busy at all, whatever the priorities.
+/// A revoke's commit alone: the store's call, in this process, with no server and no network.
+/// Single revokes once with the cores idle, once with every core kept busy by threads spinning at
+/// the lowest priority (nice 19): what a durable commit costs on this machine's disk, and how
+/// much of that depends on the CPU being busy at all, whatever the priorities. Then one bulk
+/// revoke, cores idle.
 fn commit_latency() {
     const SIZE: usize = 1_000_000;
     const REVOKES: usize = 1_000;
-    let seeded = Seeded::new(SIZE, 2 * REVOKES);
+    const BULK: usize = 10_000;
+    let seeded = Seeded::new(SIZE, 2 * REVOKES + BULK);
     let store = Store::open(&seeded.dir.path().join("tollgate.redb")).expect("store");
     let measure = |tokens: &[Known]| {
         let mut times: Vec<Duration> = tokens
@@ -287,11 +289,18 @@ fn commit_latency() {
         })
         .collect();
     std::thread::sleep(Duration::from_millis(200));
-    let busy = measure(&seeded.known[REVOKES..]);
+    let busy = measure(&seeded.known[REVOKES..2 * REVOKES]);
     stop.store(true, Ordering::Relaxed);
     for spinner in spinners {
         spinner.join().expect("spinner");
     }
+    let bulk: Vec<TokenId> = seeded.known[2 * REVOKES..].iter().map(|t| t.id).collect();
+    let started = Instant::now();
+    let outcome = store
+        .revoke(&bulk, None, "bench", 1_800_000_000)
+        .expect("bulk revoke");
+    let bulk_time = started.elapsed();
+    assert_eq!(outcome.revoked.len(), BULK);
     println!();
     println!("a single revoke's commit, store only ({SIZE} tokens, {REVOKES} revokes each)");
     println!("| cores | p50 | p99 |");
@@ -302,6 +311,10 @@ fn commit_latency() {
         cores() + 1,
         busy.0,
         busy.1
+    );
+    println!(
+        "one bulk revoke of {BULK} tokens, store only, cores idle: {:.0} ms",
+        ms(bulk_time)
     );
 }
 
