@@ -1241,16 +1241,48 @@ mod tests {
         store.revoke(&[shared.id], None, "test", 20).unwrap();
         assert_eq!(stored_revocation(&store, &shared.id), (Some(20), None));
         assert_eq!(store.get(&old.id).unwrap().unwrap().revoked_at, Some(10));
+        // What an older release follows: the revoke's event, with the record revoked.
+        let changes = store.changes_after(0, 100).unwrap();
+        let last = changes.last().unwrap();
+        assert_eq!(last.action, EventAction::Revoked);
+        assert_eq!(last.record.as_ref().unwrap().revoked_at, Some(20));
+        // A token imported revoked, and a revoked token deleted, the way older releases do.
+        let mut imported = record("imported", 4);
+        imported.revoked_at = Some(15);
+        let gone = record("gone", 5);
+        store
+            .import(&[imported.clone(), gone.clone()], "test")
+            .unwrap();
+        store.revoke(&[gone.id], None, "test", 25).unwrap();
+        store.delete(&[gone.id], "test", 30).unwrap();
+        assert_eq!(stored_revocation(&store, &imported.id), (Some(15), None));
+        let loaded_revoked = std::sync::Mutex::new(Vec::new());
+        store
+            .load_all(|view| {
+                if view.revoked {
+                    loaded_revoked.lock().unwrap().push(view.id);
+                }
+            })
+            .unwrap();
+        assert_eq!(loaded_revoked.into_inner().unwrap().len(), 3);
         drop(store);
         drop(older);
 
         // Alone, the file moves to schema 3: every revocation leaves its record for a row.
         let store = Store::open(&path).unwrap();
         assert_eq!(store.schema_version(), SCHEMA_VERSION);
-        for (token, at) in [(&old, 10), (&shared, 20)] {
+        for (token, at) in [(&old, 10), (&shared, 20), (&imported, 15)] {
             assert_eq!(stored_revocation(&store, &token.id), (None, Some(at)));
             assert_eq!(store.get(&token.id).unwrap().unwrap().revoked_at, Some(at));
         }
+        // Writing a last-used time rewrites the record, and leaves the revocation where it is.
+        store.record_last_used(&[(old.id, 50)]).unwrap();
+        let old_used = store.get(&old.id).unwrap().unwrap();
+        assert_eq!(
+            (old_used.last_used_at, old_used.revoked_at),
+            (Some(50), Some(10))
+        );
+        assert_eq!(stored_revocation(&store, &old.id), (None, Some(10)));
         let old_now = store.get(&old.id).unwrap().unwrap();
         assert_eq!(old_now.revoke_reason.as_deref(), Some("leaked"));
         assert_eq!(store.get(&active.id).unwrap(), Some(active.clone()));
@@ -1265,7 +1297,7 @@ mod tests {
             .unwrap();
         let mut loaded_revoked = loaded_revoked.into_inner().unwrap();
         loaded_revoked.sort();
-        let mut want = vec![old.id, shared.id];
+        let mut want = vec![old.id, shared.id, imported.id];
         want.sort();
         assert_eq!(loaded_revoked, want);
         let listed = store
@@ -1277,7 +1309,7 @@ mod tests {
         let report = maintenance::check(&path, 100).unwrap();
         assert!(report.sound, "{report:?}");
         assert_eq!(report.schema_version, Some(SCHEMA_VERSION));
-        assert_eq!((report.tokens.active, report.tokens.revoked), (1, 2));
+        assert_eq!((report.tokens.active, report.tokens.revoked), (1, 3));
     }
 
     #[test]
