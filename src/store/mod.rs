@@ -1193,6 +1193,21 @@ mod tests {
         (in_record, in_table)
     }
 
+    /// The ids a start loads as revoked, in order.
+    fn revoked_at_load(store: &Store) -> Vec<TokenId> {
+        let revoked = std::sync::Mutex::new(Vec::new());
+        store
+            .load_all(|view| {
+                if view.revoked {
+                    revoked.lock().unwrap().push(view.id);
+                }
+            })
+            .unwrap();
+        let mut revoked = revoked.into_inner().unwrap();
+        revoked.sort();
+        revoked
+    }
+
     /// Turns a schema-3 file back into what schema 2 wrote: revocations in the records.
     fn back_to_schema_2(store: Store) -> PathBuf {
         let path = store.path().to_owned();
@@ -1256,15 +1271,9 @@ mod tests {
         store.revoke(&[gone.id], None, "test", 25).unwrap();
         store.delete(&[gone.id], "test", 30).unwrap();
         assert_eq!(stored_revocation(&store, &imported.id), (Some(15), None));
-        let loaded_revoked = std::sync::Mutex::new(Vec::new());
-        store
-            .load_all(|view| {
-                if view.revoked {
-                    loaded_revoked.lock().unwrap().push(view.id);
-                }
-            })
-            .unwrap();
-        assert_eq!(loaded_revoked.into_inner().unwrap().len(), 3);
+        let mut want = vec![old.id, shared.id, imported.id];
+        want.sort();
+        assert_eq!(revoked_at_load(&store), want);
         drop(store);
         drop(older);
 
@@ -1287,19 +1296,7 @@ mod tests {
         assert_eq!(old_now.revoke_reason.as_deref(), Some("leaked"));
         assert_eq!(store.get(&active.id).unwrap(), Some(active.clone()));
 
-        let loaded_revoked = std::sync::Mutex::new(Vec::new());
-        store
-            .load_all(|view| {
-                if view.revoked {
-                    loaded_revoked.lock().unwrap().push(view.id);
-                }
-            })
-            .unwrap();
-        let mut loaded_revoked = loaded_revoked.into_inner().unwrap();
-        loaded_revoked.sort();
-        let mut want = vec![old.id, shared.id, imported.id];
-        want.sort();
-        assert_eq!(loaded_revoked, want);
+        assert_eq!(revoked_at_load(&store), want);
         let listed = store
             .list(Some(TokenStatus::Revoked), None, 10, None, 100)
             .unwrap();
