@@ -63,13 +63,7 @@ pub fn encode(r: &TokenRecord, created_seq: u64) -> Vec<u8> {
     let hint = truncate(&r.hint, u8::MAX as usize);
     out.push(hint.len() as u8);
     out.extend_from_slice(hint.as_bytes());
-    match &r.revoke_reason {
-        None => out.push(0),
-        Some(reason) => {
-            out.push(1);
-            put_str16(&mut out, reason);
-        }
-    }
+    put_opt_str16(&mut out, r.revoke_reason.as_deref());
     out
 }
 
@@ -84,10 +78,7 @@ pub fn decode(bytes: &[u8]) -> Result<(TokenRecord, u64), String> {
     let name = r.str16()?.to_owned();
     let description = r.str16()?.to_owned();
     let hint = r.str8()?.to_owned();
-    let revoke_reason = match r.u8()? {
-        0 => None,
-        _ => Some(r.str16()?.to_owned()),
-    };
+    let revoke_reason = r.opt_str16()?;
     r.end()?;
     let record = TokenRecord {
         id,
@@ -110,13 +101,7 @@ pub fn encode_revocation(revoked_at: UnixSeconds, reason: Option<&str>) -> Vec<u
     let mut out = Vec::with_capacity(12 + reason.map_or(0, str::len));
     out.push(REVOCATION_FORMAT);
     out.extend_from_slice(&revoked_at.to_le_bytes());
-    match reason {
-        None => out.push(0),
-        Some(reason) => {
-            out.push(1);
-            put_str16(&mut out, reason);
-        }
-    }
+    put_opt_str16(&mut out, reason);
     out
 }
 
@@ -124,11 +109,7 @@ pub fn encode_revocation(revoked_at: UnixSeconds, reason: Option<&str>) -> Vec<u
 pub fn decode_revocation(bytes: &[u8]) -> Result<(UnixSeconds, Option<String>), String> {
     let mut r = Reader::new(bytes, REVOCATION_FORMAT)?;
     let revoked_at = r.i64()?;
-    let reason = match r.u8()? {
-        0 => None,
-        1 => Some(r.str16()?.to_owned()),
-        other => return Err(format!("bad option marker {other}")),
-    };
+    let reason = r.opt_str16()?;
     r.end()?;
     Ok((revoked_at, reason))
 }
@@ -159,6 +140,16 @@ fn put_opt_i64(out: &mut Vec<u8>, value: Option<i64>) {
         Some(v) => {
             out.push(1);
             out.extend_from_slice(&v.to_le_bytes());
+        }
+    }
+}
+
+fn put_opt_str16(out: &mut Vec<u8>, value: Option<&str>) {
+    match value {
+        None => out.push(0),
+        Some(s) => {
+            out.push(1);
+            put_str16(out, s);
         }
     }
 }
@@ -235,6 +226,14 @@ impl<'a> Reader<'a> {
     fn str16(&mut self) -> Result<&'a str, String> {
         let len = u16::from_le_bytes(self.array()?) as usize;
         self.str_of(len)
+    }
+
+    fn opt_str16(&mut self) -> Result<Option<String>, String> {
+        match self.u8()? {
+            0 => Ok(None),
+            1 => Ok(Some(self.str16()?.to_owned())),
+            other => Err(format!("bad option marker {other}")),
+        }
     }
 
     fn str8(&mut self) -> Result<&'a str, String> {
@@ -387,6 +386,15 @@ mod tests {
         let mut longer = encode_revocation(1, None);
         longer.push(0);
         assert!(decode_revocation(&longer).is_err());
+        // The reason's presence marker is 0 or 1, in a revocation as in a record.
+        let mut marker = encode_revocation(1, None);
+        *marker.last_mut().unwrap() = 2;
+        assert!(decode_revocation(&marker).is_err());
+        let mut unrevoked = sample();
+        unrevoked.revoke_reason = None;
+        let mut record = encode(&unrevoked, 1);
+        *record.last_mut().unwrap() = 2;
+        assert!(decode(&record).is_err());
         // A record is not a revocation, nor the other way round.
         assert!(decode_revocation(&encode(&sample(), 1)).is_err());
         assert!(decode(&encode_revocation(1, None)).is_err());
