@@ -833,19 +833,16 @@ impl<'txn> NewTokenTables<'txn> {
             actor,
             None,
         )?;
-        let stored = match (&mut self.revocations, record.revoked_at) {
-            // Imported revoked (it was revoked where it comes from): the revocation is a row.
-            (Some(revocations), Some(at)) => {
-                revocations.insert(
-                    id,
-                    record_codec::encode_revocation(at, record.revoke_reason.as_deref()).as_slice(),
-                )?;
-                let mut unrevoked = record.clone();
-                unrevoked.revoked_at = None;
-                unrevoked.revoke_reason = None;
-                encode_record(&unrevoked, event.seq)
+        let stored = match &mut self.revocations {
+            Some(revocations) => {
+                // Imported revoked (it was revoked where it comes from): the revocation is a row.
+                let (stored, row) = encode_apart(record, event.seq);
+                if let Some(row) = row {
+                    revocations.insert(id, row.as_slice())?;
+                }
+                stored
             }
-            _ => encode_record(record, event.seq),
+            None => encode_record(record, event.seq),
         };
         self.tokens.insert(id, stored.as_slice())?;
         self.digests.insert(record.digest.as_bytes(), id)?;
@@ -999,14 +996,12 @@ fn move_revocations_to_their_table(txn: &WriteTransaction) -> Result<usize, Stor
         if !view.revoked {
             continue;
         }
-        let (mut record, created_seq) = record_codec::decode(value.value()).map_err(corrupt)?;
-        let revoked_at = record.revoked_at.take().expect("the view said revoked");
-        let revocation =
-            record_codec::encode_revocation(revoked_at, record.revoke_reason.take().as_deref());
+        let (record, created_seq) = record_codec::decode(value.value()).map_err(corrupt)?;
+        let (stored, row) = encode_apart(&record, created_seq);
         moved.push((
             id.value().to_owned(),
-            encode_record(&record, created_seq),
-            revocation,
+            stored,
+            row.expect("the view said revoked"),
         ));
     }
     for (id, record, revocation) in &moved {
@@ -1020,6 +1015,19 @@ fn move_revocations_to_their_table(txn: &WriteTransaction) -> Result<usize, Stor
 
 fn encode_record(r: &TokenRecord, created_seq: u64) -> Vec<u8> {
     record_codec::encode(r, created_seq)
+}
+
+/// A record as schema 3 stores it: its bytes without the revocation, and the revocation's row
+/// when it is revoked.
+fn encode_apart(record: &TokenRecord, created_seq: u64) -> (Vec<u8>, Option<Vec<u8>>) {
+    let Some(revoked_at) = record.revoked_at else {
+        return (encode_record(record, created_seq), None);
+    };
+    let row = record_codec::encode_revocation(revoked_at, record.revoke_reason.as_deref());
+    let mut unrevoked = record.clone();
+    unrevoked.revoked_at = None;
+    unrevoked.revoke_reason = None;
+    (encode_record(&unrevoked, created_seq), Some(row))
 }
 
 /// Rewrites every record of a schema-1 file (JSON) in the binary form, inside the opening
