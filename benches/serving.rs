@@ -123,6 +123,7 @@ async fn revocation_under_load(upstream: SocketAddr) {
     let proxy = server.proxy;
     let admin = Admin::new(server.admin, &server.admin_token);
     let victim = seeded.known[0].clone();
+    let steady = seeded.known[1].clone();
     let single_ids: Vec<String> = seeded.known[2..2 + SINGLE_REVOKES]
         .iter()
         .map(|t| t.id.to_string())
@@ -131,7 +132,6 @@ async fn revocation_under_load(upstream: SocketAddr) {
         .iter()
         .map(|t| format!("\"{}\"", t.id))
         .collect();
-    let steady = seeded.known[1].clone();
 
     // Load: 64 connections sending the victim's token as fast as they can. Each request notes
     // when it was sent; one accepted after the revoke's reply breaks the promise. A second after
