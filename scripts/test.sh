@@ -15,6 +15,7 @@ if ((${#need_packages[@]})); then
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq
   apt-get install -y -qq "${need_packages[@]}"
+  apt-get clean # the downloaded archives are not needed again, and the build needs the space
 fi
 for tool in cargo rustfmt cargo-clippy curl /usr/bin/chromium /usr/bin/chromedriver; do
   command -v "$tool" >/dev/null 2>&1 || { echo "test.sh: $tool is missing" >&2; exit 1; }
