@@ -11,7 +11,9 @@
 # Each system is measured at 64 connections (throughput, p50, p99) and at 1 connection (added
 # latency), ROUNDS times, the systems alternating within each round so that machine drift hits them
 # alike; the table shows the median round. It also counts the CPU time each system's serving
-# processes spent per request: on a shared machine whose speed drifts, the steadiest comparison. Installs wrk and nginx from Debian's packages if missing.
+# processes spent per request, on a shared machine whose speed drifts the steadiest comparison,
+# and that of the upstream and of wrk, which share the two cores with them. Installs wrk and nginx
+# from Debian's packages if missing.
 #
 #   benches/proxy.sh                      # ROUNDS=3 DURATION=10s by default
 #   ROUNDS=5 DURATION=20s benches/proxy.sh
@@ -73,7 +75,8 @@ wait_http() { # URL: wait until it answers at all
 
 up_port=$(free_port)
 "$upstream_bin" "127.0.0.1:$up_port" >/dev/null &
-pids+=($!)
+upstream_pid=$!
+pids+=("$upstream_pid")
 wait_http "http://127.0.0.1:$up_port/"
 
 # The tokens: random secrets in the Controller's format; wrk sends one from the middle of the set.
@@ -186,19 +189,20 @@ done
 # The processes that serve each system, whose CPU time is counted: for the direct path the upstream
 # itself, for the others the proxy alone (the upstream's share is the same for all of them).
 declare -A serving=(
-  [direct]="${pids[0]}"
+  [direct]="$upstream_pid"
   [tollgate-token]="$(cat "$work/tollgate/pid")"
   [tollgate-public]="$(cat "$work/tollgate/pid")"
   [tollgate-logged]="$(cat "$work/logged/pid")"
   [nginx]="$(cat "$work/nginx/nginx.pid") $(pgrep -P "$(cat "$work/nginx/nginx.pid")" | tr '\n' ' ')"
 )
 [[ ${serving[nginx]} == *" "[0-9]* ]] || { echo "proxy.sh: nginx has no worker processes" >&2; exit 1; }
-cpu_ticks() { # PIDS... → user + system clock ticks, all threads
-  local total=0 pid
+cpu_ticks() { # PIDS... → "user system" clock ticks, all threads
+  local user=0 system=0 pid
   for pid in "$@"; do
-    total=$((total + $(awk '{print $14 + $15}' "/proc/$pid/stat")))
+    read -r u s < <(awk '{print $14, $15}' "/proc/$pid/stat")
+    user=$((user + u)) system=$((system + s))
   done
-  echo "$total"
+  echo "$user $system"
 }
 
 # wrk's latency figures in microseconds.
@@ -209,13 +213,23 @@ to_us() {
     else print n
   }'
 }
-run_wrk() { # SYSTEM THREADS CONNECTIONS DURATION → "rps p50_us p99_us cpu_us_per_request"
-  local out before after
+# SYSTEM THREADS CONNECTIONS DURATION → "rps p50 p99 user system upstream wrk": the latencies in
+# µs, then the CPU time per request in µs of the serving processes (user, system), of the upstream
+# and of wrk.
+run_wrk() {
+  local out before after up_before up_after wrk_cpu TIMEFORMAT='%3U %3S'
   # shellcheck disable=SC2086 # the list of pids splits on purpose
   before=$(cpu_ticks ${serving[$1]})
-  out=$(wrk -t"$2" -c"$3" -d"$4" --latency -H "Authorization: Bearer $token" "${url[$1]}")
+  up_before=$(cpu_ticks "$upstream_pid")
+  # wrk's own CPU time too: on two shared cores, what the load generator spends is not the
+  # system's to spend, and it bounds what any proxy can reach against the direct path.
+  { time wrk -t"$2" -c"$3" -d"$4" --latency -H "Authorization: Bearer $token" "${url[$1]}" \
+    >"$work/wrk.out"; } 2>"$work/wrk.time"
+  out=$(<"$work/wrk.out")
+  wrk_cpu=$(awk '{print $1 + $2}' "$work/wrk.time")
   # shellcheck disable=SC2086
   after=$(cpu_ticks ${serving[$1]})
+  up_after=$(cpu_ticks "$upstream_pid")
   if grep -q "Non-2xx" <<<"$out"; then
     echo "proxy.sh: $1 answered non-2xx under load:" >&2
     echo "$out" >&2
@@ -227,8 +241,14 @@ run_wrk() { # SYSTEM THREADS CONNECTIONS DURATION → "rps p50_us p99_us cpu_us_
   p99=$(to_us "$(awk '$1 == "99%" {print $2}' <<<"$out")")
   requests=$(awk '/requests in/ {print $1}' <<<"$out")
   ((requests > 0)) || { echo "proxy.sh: $1 served no request:" >&2; echo "$out" >&2; exit 1; }
-  echo "$rps $p50 $p99 $(awk -v t=$((after - before)) -v n="$requests" -v hz="$(getconf CLK_TCK)" \
-    'BEGIN {print t * 1000000 / hz / n}')"
+  awk -v rps="$rps" -v p50="$p50" -v p99="$p99" -v before="$before" -v after="$after" \
+    -v up_before="$up_before" -v up_after="$up_after" -v wrk="$wrk_cpu" -v n="$requests" \
+    -v hz="$(getconf CLK_TCK)" 'BEGIN {
+      split(before, b, " "); split(after, a, " "); split(up_before, ub, " "); split(up_after, ua, " ")
+      us = 1000000 / n
+      print rps, p50, p99, (a[1] - b[1]) * us / hz, (a[2] - b[2]) * us / hz,
+        (ua[1] + ua[2] - ub[1] - ub[2]) * us / hz, wrk * us
+    }'
 }
 
 results=$work/results
@@ -251,12 +271,12 @@ for round in $(seq 1 "$ROUNDS"); do
 done
 
 python3 - "$results" "$CONNECTIONS" "$ROUNDS" "$DURATION" "$TOKENS" <<'EOF'
-import statistics, sys
+import sys
 path, conns, rounds, duration, tokens = sys.argv[1:]
 rows = {}
 for line in open(path):
-    system, mode, rps, p50, p99, cpu = line.split()
-    rows.setdefault((system, mode), []).append((float(rps), float(p50), float(p99), float(cpu)))
+    system, mode, *figures = line.split()
+    rows.setdefault((system, mode), []).append(tuple(float(f) for f in figures))
 def median(system, mode):
     runs = sorted(rows[(system, mode)])  # by throughput
     return runs[len(runs) // 2]
@@ -268,13 +288,35 @@ print()
 print(f"| system | req/s at {conns} conns | p50 | p99 | × direct | × nginx | CPU per request | req/s at 1 conn | p50 at 1 conn | added p50 |")
 print("|---|---|---|---|---|---|---|---|---|---|")
 for s in systems:
-    rps, p50, p99, cpu = many[s]
-    rps1, p501, _, _ = one[s]
+    rps, p50, p99, user, system, _, _ = many[s]
+    rps1, p501, *_ = one[s]
     added = p501 - one["direct"][1]
     print(f"| {s} | {rps:,.0f} | {p50:.0f} µs | {p99:.0f} µs | {rps / many['direct'][0]:.2f} "
-          f"| {rps / many['nginx'][0]:.2f} | {cpu:.1f} µs | {rps1:,.0f} | {p501:.0f} µs | {added:+.0f} µs |")
+          f"| {rps / many['nginx'][0]:.2f} | {user + system:.1f} µs | {rps1:,.0f} | {p501:.0f} µs | {added:+.0f} µs |")
 print()
 print(f"token route / public route: {many['tollgate-token'][0] / many['tollgate-public'][0]:.3f}")
 print("CPU per request: user and system time of the serving processes at 64 connections, per request:")
 print("the upstream's for direct, the proxy's alone for the others.")
+print()
+# Where the time of the two cores goes at 64 connections, per request. The cores are shared by
+# wrk, the upstream and the proxy, so a proxy's throughput against the direct path is bounded by
+# what the other two spend: to serve a share r of the direct path's requests with the cores as
+# busy as the direct path kept them, a proxy may spend at most busy / (r × direct) − (upstream + wrk).
+print(f"| system ({conns} conns, µs per request) | proxy user | proxy system | upstream | wrk | all | cores busy |")
+print("|---|---|---|---|---|---|---|")
+for s in systems:
+    rps, _, _, user, system, upstream, wrk = many[s]
+    proxy = 0 if s == "direct" else user + system
+    total = proxy + upstream + wrk
+    shown = ("–", "–") if s == "direct" else (f"{user:.1f}", f"{system:.1f}")
+    print(f"| {s} | {shown[0]} | {shown[1]} | {upstream:.1f} | {wrk:.1f} | {total:.1f} | {total * rps / 1e6:.2f} |")
+d_rps, _, _, _, _, d_upstream, d_wrk = many["direct"]
+busy = (d_upstream + d_wrk) * d_rps / 1e6
+print()
+for s in ["tollgate-token", "nginx"]:
+    rps, _, _, user, system, upstream, wrk = many[s]
+    allowed = busy * 1e6 / (0.45 * d_rps) - (upstream + wrk)
+    print(f"{s}: 0.45 × direct would leave it {allowed:.1f} µs of CPU per request beside this run's "
+          f"upstream and wrk ({upstream + wrk:.1f} µs); it spends {user + system:.1f} µs, "
+          f"{system:.1f} of them in the kernel")
 EOF
