@@ -17,6 +17,10 @@
 #
 #   benches/proxy.sh                      # ROUNDS=3 DURATION=10s by default
 #   ROUNDS=5 DURATION=20s benches/proxy.sh
+#   BASELINE=/tmp/old/target/release/tollgate benches/proxy.sh
+#
+# BASELINE adds a system, "baseline-token": the token route served by another build of tollgate,
+# so that a change is measured against what it changes in the same run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -94,8 +98,8 @@ with open(f"{work}/token", "w") as f:
 EOF
 token=$(cat "$work/token")
 
-start_tollgate() { # NAME ACCESS_LOG → prints the proxy port
-  local name=$1 access=$2 dir=$work/$1
+start_tollgate() { # NAME ACCESS_LOG [BINARY] → prints the proxy port
+  local name=$1 access=$2 binary=${3:-$bin} dir=$work/$1
   mkdir -p "$dir"
   local port admin
   port=$(free_port)
@@ -118,7 +122,7 @@ upstream = "http://127.0.0.1:$up_port"
 path = "/public/**"
 public = true
 EOF
-  "$bin" serve --config "$dir/tollgate.toml" >"$dir/out.log" 2>&1 &
+  "$binary" serve --config "$dir/tollgate.toml" >"$dir/out.log" 2>&1 &
   # This function runs in a command substitution: its `pids` is a copy, so the parent reads the
   # pid from this file to stop the process and to read its CPU time.
   echo $! >"$dir/pid"
@@ -130,6 +134,10 @@ EOF
 }
 tg_port=$(start_tollgate tollgate false)
 tg_logged_port=$(start_tollgate logged true)
+if [[ -n ${BASELINE:-} ]]; then
+  [[ -x $BASELINE ]] || { echo "proxy.sh: BASELINE $BASELINE is not an executable" >&2; exit 1; }
+  baseline_port=$(start_tollgate baseline false "$BASELINE")
+fi
 
 nginx_port=$(free_port)
 mkdir -p "$work/nginx"
@@ -177,11 +185,16 @@ declare -A url=(
   [nginx]="http://127.0.0.1:$nginx_port/token"
 )
 systems=(direct tollgate-token tollgate-public tollgate-logged nginx)
+if [[ -n ${BASELINE:-} ]]; then
+  systems+=(baseline-token)
+  url[baseline-token]="http://127.0.0.1:$baseline_port/token"
+fi
 for s in "${systems[@]}"; do
   code=$(curl -s -o /dev/null -w '%{http_code}' -H "Authorization: Bearer $token" "${url[$s]}")
   [[ $code == 200 ]] || { echo "proxy.sh: $s answered $code with the token" >&2; exit 1; }
 done
-for s in tollgate-token tollgate-logged nginx; do
+for s in "${systems[@]}"; do
+  [[ $s == direct || $s == tollgate-public ]] && continue
   code=$(curl -s -o /dev/null -w '%{http_code}' "${url[$s]}")
   [[ $code == 401 ]] || { echo "proxy.sh: $s answered $code without a token" >&2; exit 1; }
 done
@@ -195,6 +208,7 @@ declare -A serving=(
   [tollgate-logged]="$(cat "$work/logged/pid")"
   [nginx]="$(cat "$work/nginx/nginx.pid") $(pgrep -P "$(cat "$work/nginx/nginx.pid")" | tr '\n' ' ')"
 )
+[[ -n ${BASELINE:-} ]] && serving[baseline-token]="$(cat "$work/baseline/pid")"
 [[ ${serving[nginx]} == *" "[0-9]* ]] || { echo "proxy.sh: nginx has no worker processes" >&2; exit 1; }
 cpu_ticks() { # PIDS... → "user system" clock ticks, all threads
   local user=0 system=0 pid
@@ -270,9 +284,9 @@ for round in $(seq 1 "$ROUNDS"); do
   done
 done
 
-python3 - "$results" "$CONNECTIONS" "$ROUNDS" "$DURATION" "$TOKENS" <<'EOF'
+python3 - "$results" "$CONNECTIONS" "$ROUNDS" "$DURATION" "$TOKENS" "${systems[@]}" <<'EOF'
 import sys
-path, conns, rounds, duration, tokens = sys.argv[1:]
+path, conns, rounds, duration, tokens, *systems = sys.argv[1:]
 rows = {}
 for line in open(path):
     system, mode, *figures = line.split()
@@ -280,7 +294,6 @@ for line in open(path):
 def median(system, mode):
     runs = sorted(rows[(system, mode)])  # by throughput
     return runs[len(runs) // 2]
-systems = ["direct", "tollgate-token", "tollgate-public", "tollgate-logged", "nginx"]
 many = {s: median(s, "many") for s in systems}
 one = {s: median(s, "one") for s in systems}
 print(f"{rounds} rounds of {duration}; median round; {tokens} tokens; wrk -t2 -c{conns} and -t1 -c1")
