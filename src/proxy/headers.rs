@@ -5,87 +5,95 @@
 
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 
-/// Headers that concern one connection only, never forwarded in either direction.
-const HOP_BY_HOP: [HeaderName; 8] = [
-    header::CONNECTION,
-    header::PROXY_AUTHENTICATE,
-    header::PROXY_AUTHORIZATION,
-    header::TE,
-    header::TRAILER,
-    header::TRANSFER_ENCODING,
-    header::UPGRADE,
-    HeaderName::from_static("keep-alive"),
-];
-
-const PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
-
 pub const TOKEN_ID: HeaderName = HeaderName::from_static("x-tollgate-token-id");
 pub const TOKEN_NAME: HeaderName = HeaderName::from_static("x-tollgate-token-name");
 pub const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 pub const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
 pub const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
 
-const X_REAL_IP: HeaderName = HeaderName::from_static("x-real-ip");
+/// Headers that concern one connection only, never forwarded in either direction.
+fn is_hop_by_hop(name: &str) -> bool {
+    matches!(
+        name,
+        "connection"
+            | "keep-alive"
+            | "proxy-authenticate"
+            | "proxy-authorization"
+            | "proxy-connection"
+            | "te"
+            | "trailer"
+            | "transfer-encoding"
+            | "upgrade"
+    )
+}
+
+/// `X-Tollgate-*`: only tollgate speaks under that name upstream.
+fn is_own(name: &str) -> bool {
+    name.starts_with("x-tollgate-")
+}
+
+/// What a client may claim about the hop tollgate itself describes: the host and scheme it was
+/// reached by (tollgate sets its own `X-Forwarded-Host` and `X-Forwarded-Proto`), and `Forwarded`
+/// and `X-Real-IP`, which tollgate does not maintain and which would otherwise reach the upstream
+/// unchecked. `X-Forwarded-For` is not among them: it is appended to, as load balancers in front
+/// of tollgate expect.
+fn is_client_forwarding(name: &str) -> bool {
+    matches!(
+        name,
+        "x-forwarded-host" | "x-forwarded-proto" | "forwarded" | "x-real-ip"
+    )
+}
 
 /// Headers some frameworks read as "treat this request as another method".
-const METHOD_OVERRIDES: [HeaderName; 3] = [
-    HeaderName::from_static("x-http-method-override"),
-    HeaderName::from_static("x-http-method"),
-    HeaderName::from_static("x-method-override"),
-];
+fn is_method_override(name: &str) -> bool {
+    matches!(
+        name,
+        "x-http-method-override" | "x-http-method" | "x-method-override"
+    )
+}
 
-const OWN_PREFIX: &[u8] = b"x-tollgate-";
+/// Removes from a request what must not reach the upstream: hop-by-hop headers, tollgate's own
+/// names, the client's claims about this hop, and, when tollgate checked a token
+/// (`token_checked`), method overrides: the route and the permission it needs were chosen by
+/// the request's method, and an override would have the upstream do another one (a DELETE with
+/// only the permission to write).
+pub fn scrub_request(headers: &mut HeaderMap, token_checked: bool) {
+    remove_where(headers, |name| {
+        is_hop_by_hop(name)
+            || is_own(name)
+            || is_client_forwarding(name)
+            || (token_checked && is_method_override(name))
+    });
+}
 
-/// Removes hop-by-hop headers, first those that `Connection` names, then the fixed list.
+/// Removes hop-by-hop headers from a response.
 pub fn remove_hop_by_hop(headers: &mut HeaderMap) {
-    if headers.contains_key(header::CONNECTION) {
-        let named: Vec<HeaderName> = headers
-            .get_all(header::CONNECTION)
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .flat_map(|v| v.split(','))
-            .filter_map(|name| HeaderName::from_bytes(name.trim().as_bytes()).ok())
-            .collect();
-        for name in named {
-            headers.remove(name);
-        }
-    }
-    for name in HOP_BY_HOP {
-        headers.remove(name);
-    }
-    headers.remove(PROXY_CONNECTION);
+    remove_where(headers, is_hop_by_hop);
 }
 
-/// Removes method-override headers from a request whose route was chosen by its method.
-pub fn remove_method_overrides(headers: &mut HeaderMap) {
-    for name in METHOD_OVERRIDES {
-        headers.remove(name);
-    }
-}
-
-/// Removes every `X-Tollgate-*` header: only tollgate speaks under that name upstream.
-pub fn remove_own_headers(headers: &mut HeaderMap) {
-    // Allocates only when a client actually sent such a header.
-    let spoofed: Vec<HeaderName> = headers
+/// Removes every header whose (lowercase) name `doomed` picks, and those that a `Connection`
+/// header names. One look at each name present: a request rarely carries any of these, and a
+/// hash lookup for every name that could be there cost more than the whole scan.
+fn remove_where(headers: &mut HeaderMap, doomed: impl Fn(&str) -> bool) {
+    // Allocates only when something is to go.
+    let mut found: Vec<HeaderName> = headers
         .keys()
-        .filter(|name| name.as_str().as_bytes().starts_with(OWN_PREFIX))
+        .filter(|name| doomed(name.as_str()))
         .cloned()
         .collect();
-    for name in spoofed {
+    if found.contains(&header::CONNECTION) {
+        found.extend(
+            headers
+                .get_all(header::CONNECTION)
+                .iter()
+                .filter_map(|v| v.to_str().ok())
+                .flat_map(|v| v.split(','))
+                .filter_map(|name| HeaderName::from_bytes(name.trim().as_bytes()).ok()),
+        );
+    }
+    for name in found {
         headers.remove(name);
     }
-}
-
-/// Removes what a client may claim about the hop tollgate itself describes: the host and scheme
-/// it was reached by (tollgate sets its own `X-Forwarded-Host` and `X-Forwarded-Proto`), and
-/// `Forwarded` and `X-Real-IP`, which tollgate does not maintain and which would otherwise reach
-/// the upstream unchecked. `X-Forwarded-For` is kept and appended to, as load balancers in front
-/// of tollgate expect.
-pub fn remove_client_forwarding(headers: &mut HeaderMap) {
-    headers.remove(X_FORWARDED_HOST);
-    headers.remove(X_FORWARDED_PROTO);
-    headers.remove(header::FORWARDED);
-    headers.remove(X_REAL_IP);
 }
 
 /// Appends the client's address to `X-Forwarded-For`, keeping what earlier proxies wrote.
@@ -137,7 +145,7 @@ mod tests {
         h.insert("X-Tollgate-Token-Id", HeaderValue::from_static("spoof"));
         h.insert("x-tollgate-anything", HeaderValue::from_static("spoof"));
         h.insert("x-other", HeaderValue::from_static("keep"));
-        remove_own_headers(&mut h);
+        scrub_request(&mut h, false);
         assert_eq!(h.len(), 1);
     }
 
@@ -153,8 +161,52 @@ mod tests {
             h.insert(name, HeaderValue::from_static("evil.example"));
         }
         h.insert("x-forwarded-for", HeaderValue::from_static("10.0.0.1"));
-        remove_client_forwarding(&mut h);
+        scrub_request(&mut h, false);
         assert_eq!(h.len(), 1);
+    }
+
+    #[test]
+    fn method_overrides_go_only_where_a_token_was_checked() {
+        let overrides = || {
+            let mut h = HeaderMap::new();
+            for name in [
+                "X-HTTP-Method-Override",
+                "x-http-method",
+                "x-method-override",
+            ] {
+                h.insert(name, HeaderValue::from_static("DELETE"));
+            }
+            h
+        };
+        let mut public = overrides();
+        scrub_request(&mut public, false);
+        assert_eq!(public.len(), 3);
+        let mut checked = overrides();
+        scrub_request(&mut checked, true);
+        assert!(checked.is_empty());
+    }
+
+    #[test]
+    fn a_request_loses_its_hop_by_hop_headers_and_keeps_the_rest() {
+        let mut h = HeaderMap::new();
+        h.insert(header::HOST, HeaderValue::from_static("controller"));
+        h.insert(header::AUTHORIZATION, HeaderValue::from_static("Bearer x"));
+        h.insert(
+            header::CONNECTION,
+            HeaderValue::from_static("keep-alive, X-Hop"),
+        );
+        h.insert("x-hop", HeaderValue::from_static("1"));
+        h.insert("proxy-connection", HeaderValue::from_static("keep-alive"));
+        h.insert(
+            header::TRANSFER_ENCODING,
+            HeaderValue::from_static("chunked"),
+        );
+        h.append(header::ACCEPT, HeaderValue::from_static("text/plain"));
+        h.append(header::ACCEPT, HeaderValue::from_static("application/json"));
+        scrub_request(&mut h, true);
+        let left: Vec<&str> = h.keys().map(|n| n.as_str()).collect();
+        assert_eq!(left, ["host", "authorization", "accept"]);
+        assert_eq!(h.get_all(header::ACCEPT).iter().count(), 2);
     }
 
     #[test]

@@ -681,9 +681,7 @@ async fn forward(
     // query (`/` when it has none) in origin form, as HTTP/1.1, whatever the client spoke.
 
     let headers = &mut parts.headers;
-    headers::remove_hop_by_hop(headers);
-    headers::remove_own_headers(headers);
-    headers::remove_client_forwarding(headers);
+    headers::scrub_request(headers, identity.is_some());
     if arrived_over_h2 {
         join_cookies(headers);
     }
@@ -697,9 +695,6 @@ async fn forward(
         HeaderValue::from_static(if state.secure { "https" } else { "http" }),
     );
     if let Some(identity) = identity {
-        // The route was chosen by the request's method; an override header would have the
-        // upstream do another one (a DELETE with only the permission to write).
-        headers::remove_method_overrides(headers);
         headers.insert(
             headers::TOKEN_ID,
             HeaderValue::from_str(identity.id.as_str()).expect("token ids are header-safe"),
