@@ -20,7 +20,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use bytes::{Buf, Bytes};
+use bytes::Bytes;
 use http::{HeaderValue, Method, Request, Response};
 use http_body::Body;
 use rustls::ClientConfig;
@@ -298,15 +298,13 @@ where
         }
         loop {
             if wire::may_hold_head(&conn.buf, &mut searched) {
-                match wire::parse_response_head(&conn.buf, method) {
+                match wire::take_response_head(&mut conn.buf, method) {
                     Ok(Parsed::Partial) => {}
-                    Ok(Parsed::Interim { len }) => {
-                        conn.buf.advance(len);
+                    Ok(Parsed::Interim) => {
                         searched = 0;
                         continue;
                     }
-                    Ok(Parsed::Final { len, head }) => {
-                        conn.buf.advance(len);
+                    Ok(Parsed::Final(head)) => {
                         let upload = match (sender.take(), send_failed.is_some()) {
                             (_, true) => Upload::Failed,
                             (None, false) => Upload::Sent,

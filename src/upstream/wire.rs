@@ -1,6 +1,10 @@
 //! HTTP/1.1 on the upstream connection: the request head tollgate writes, and the response head
 //! it reads, with the framing of the body that follows (RFC 9112 §6).
 
+use std::mem::MaybeUninit;
+use std::ops::Range;
+
+use bytes::{Buf, BytesMut};
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Method, StatusCode, Version};
 
@@ -135,32 +139,47 @@ pub struct ResponseHead {
 pub enum Parsed {
     /// More bytes are needed.
     Partial,
-    /// An interim (1xx) response of `len` bytes, to skip: the final one follows.
-    Interim { len: usize },
-    /// The final response head, `len` bytes long.
-    Final { len: usize, head: ResponseHead },
+    /// An interim (1xx) response, skipped: the final one follows.
+    Interim,
+    /// The final response head.
+    Final(ResponseHead),
 }
 
 /// Whether `buf` may hold a complete head: it has an empty line (CRLF CRLF, or bare LFs) after
 /// `searched`, which records how far it is known to hold none.
 pub fn may_hold_head(buf: &[u8], searched: &mut usize) -> bool {
     // An empty line found across the last read's end starts up to two bytes before it.
-    let from = searched.saturating_sub(2);
-    let unsearched = &buf[from.min(buf.len())..];
-    let found = unsearched.windows(2).any(|w| w == b"\n\n")
-        || unsearched.windows(3).any(|w| w == b"\n\r\n");
+    let from = searched.saturating_sub(2).min(buf.len());
+    // Line ends only, found a word at a time, and only up to the first empty line: the buffer
+    // often holds the body as well, which need not be looked at.
+    let found = memchr::memchr_iter(b'\n', &buf[from..]).any(|at| {
+        let next = &buf[from + at + 1..];
+        next.starts_with(b"\n") || next.starts_with(b"\r\n")
+    });
     if !found {
         *searched = buf.len();
     }
     found
 }
 
-/// Parses the response head at the start of `buf`. `request_method` decides whether a body
-/// follows (none after HEAD).
-pub fn parse_response_head(buf: &[u8], request_method: &Method) -> Result<Parsed, UpstreamError> {
-    let mut fields = [httparse::EMPTY_HEADER; MAX_RESPONSE_HEADERS];
-    let mut response = httparse::Response::new(&mut fields);
-    let len = match response.parse(buf) {
+/// Parses the response head at the start of `buf` and, once it is complete, takes it from
+/// `buf`, an interim one too. `request_method` decides whether a body follows (none after HEAD).
+/// After an error the connection is not used again, and `buf` holds no meaning.
+pub fn take_response_head(
+    buf: &mut BytesMut,
+    request_method: &Method,
+) -> Result<Parsed, UpstreamError> {
+    // Where each field lies in the head: the header values are then slices of the head's own
+    // bytes, shared rather than copied one allocation each.
+    let mut spans = [FieldSpan::default(); MAX_RESPONSE_HEADERS];
+    let mut fields = [const { MaybeUninit::uninit() }; MAX_RESPONSE_HEADERS];
+    let mut response = httparse::Response::new(&mut []);
+    let parsed = httparse::ParserConfig::default().parse_response_with_uninit_headers(
+        &mut response,
+        buf,
+        &mut fields,
+    );
+    let len = match parsed {
         Ok(httparse::Status::Complete(len)) => len,
         Ok(httparse::Status::Partial) if buf.len() >= MAX_RESPONSE_HEAD => {
             return Err(UpstreamError::Invalid("response head too large"));
@@ -179,7 +198,8 @@ pub fn parse_response_head(buf: &[u8], request_method: &Method) -> Result<Parsed
         return Err(UpstreamError::Invalid("unrequested protocol switch"));
     }
     if status.is_informational() {
-        return Ok(Parsed::Interim { len });
+        buf.advance(len);
+        return Ok(Parsed::Interim);
     }
     if *request_method == Method::CONNECT && status.is_success() {
         // A tunnel (RFC 9112 §6.3), which tollgate does not open either.
@@ -190,12 +210,18 @@ pub fn parse_response_head(buf: &[u8], request_method: &Method) -> Result<Parsed
     } else {
         Version::HTTP_11
     };
+    let count = response.headers.len();
+    let start = buf.as_ptr() as usize;
+    for (span, field) in spans.iter_mut().zip(response.headers.iter()) {
+        *span = FieldSpan::of(start, field);
+    }
 
-    let mut headers = HeaderMap::with_capacity(response.headers.len());
-    for field in response.headers.iter() {
-        let name = HeaderName::from_bytes(field.name.as_bytes())
+    let head = buf.split_to(len).freeze();
+    let mut headers = HeaderMap::with_capacity(count);
+    for span in &spans[..count] {
+        let name = HeaderName::from_bytes(&head[span.name()])
             .map_err(|_| UpstreamError::Invalid("invalid response header name"))?;
-        let value = HeaderValue::from_bytes(field.value)
+        let value = HeaderValue::from_maybe_shared(head.slice(span.value()))
             .map_err(|_| UpstreamError::Invalid("invalid response header value"))?;
         headers.append(name, value);
     }
@@ -226,15 +252,42 @@ pub fn parse_response_head(buf: &[u8], request_method: &Method) -> Result<Parsed
     if framing == ResponseFraming::UntilClose {
         keep_alive = false;
     }
-    Ok(Parsed::Final {
-        len,
-        head: ResponseHead {
-            status,
-            headers,
-            framing,
-            keep_alive,
-        },
-    })
+    Ok(Parsed::Final(ResponseHead {
+        status,
+        headers,
+        framing,
+        keep_alive,
+    }))
+}
+
+/// Where a header field's name and value lie in the buffer it was parsed from (a head is at
+/// most `MAX_RESPONSE_HEAD` long, so offsets fit in 32 bits).
+#[derive(Clone, Copy, Default)]
+struct FieldSpan {
+    name: (u32, u32),
+    value: (u32, u32),
+}
+
+impl FieldSpan {
+    /// `start` is the address of the buffer's first byte: httparse's fields are slices of it.
+    fn of(start: usize, field: &httparse::Header<'_>) -> FieldSpan {
+        let at = |bytes: &[u8]| {
+            let from = bytes.as_ptr() as usize - start;
+            (from as u32, (from + bytes.len()) as u32)
+        };
+        FieldSpan {
+            name: at(field.name.as_bytes()),
+            value: at(field.value),
+        }
+    }
+
+    fn name(&self) -> Range<usize> {
+        self.name.0 as usize..self.name.1 as usize
+    }
+
+    fn value(&self) -> Range<usize> {
+        self.value.0 as usize..self.value.1 as usize
+    }
 }
 
 /// HTTP/1.1 keeps the connection unless told `close`; HTTP/1.0 closes it unless told
@@ -287,19 +340,26 @@ fn content_length(headers: &HeaderMap) -> Result<u64, UpstreamError> {
 mod tests {
     use super::*;
 
+    /// Parses `text`, and what is left of it after a head that was taken.
+    fn parse(text: &[u8], method: &Method) -> (Result<Parsed, UpstreamError>, BytesMut) {
+        let mut buf = BytesMut::from(text);
+        let parsed = take_response_head(&mut buf, method);
+        (parsed, buf)
+    }
+
     fn head(text: &str, method: Method) -> ResponseHead {
-        match parse_response_head(text.as_bytes(), &method) {
-            Ok(Parsed::Final { len, head }) => {
-                assert_eq!(len, text.len());
+        match parse(text.as_bytes(), &method) {
+            (Ok(Parsed::Final(head)), rest) => {
+                assert!(rest.is_empty(), "{rest:?} left of {text:?}");
                 head
             }
-            Ok(_) => panic!("not a final head: {text:?}"),
-            Err(e) => panic!("{e}: {text:?}"),
+            (Ok(_), _) => panic!("not a final head: {text:?}"),
+            (Err(e), _) => panic!("{e}: {text:?}"),
         }
     }
 
     fn refused(text: &str) -> String {
-        match parse_response_head(text.as_bytes(), &Method::GET) {
+        match parse(text.as_bytes(), &Method::GET).0 {
             Err(e) => e.to_string(),
             Ok(_) => panic!("accepted: {text:?}"),
         }
@@ -389,14 +449,13 @@ mod tests {
     #[test]
     fn interim_responses_are_skipped_and_switching_is_refused() {
         let text = b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\n";
-        assert!(matches!(
-            parse_response_head(text, &Method::POST),
-            Ok(Parsed::Interim { len: 25 })
-        ));
+        let (interim, rest) = parse(text, &Method::POST);
+        assert!(matches!(interim, Ok(Parsed::Interim)));
+        assert_eq!(&rest[..], b"HTTP/1.1 200 OK\r\n");
         assert!(
             refused("HTTP/1.1 101 Switching Protocols\r\nupgrade: x\r\n\r\n").contains("switch")
         );
-        let tunnel = parse_response_head(b"HTTP/1.1 200 OK\r\n\r\n", &Method::CONNECT);
+        let (tunnel, _) = parse(b"HTTP/1.1 200 OK\r\n\r\n", &Method::CONNECT);
         assert!(matches!(
             tunnel,
             Err(UpstreamError::Invalid("unrequested tunnel"))
@@ -431,11 +490,25 @@ mod tests {
     }
 
     #[test]
+    fn a_head_is_taken_with_its_fields_and_the_body_stays() {
+        let text = b"HTTP/1.1 200 OK\r\nX-A:  1 \r\nSet-Cookie: a=1\r\nset-cookie: b=2\r\n\
+                     content-length: 4\r\n\r\nbody";
+        let (parsed, rest) = parse(text, &Method::GET);
+        let Ok(Parsed::Final(head)) = parsed else {
+            panic!("not a final head")
+        };
+        assert_eq!(&rest[..], b"body");
+        assert_eq!(head.headers["x-a"], "1");
+        let cookies: Vec<_> = head.headers.get_all(header::SET_COOKIE).iter().collect();
+        assert_eq!(cookies, ["a=1", "b=2"]);
+        assert_eq!(head.framing, ResponseFraming::Length(4));
+    }
+
+    #[test]
     fn partial_malformed_and_oversized_heads() {
-        assert!(matches!(
-            parse_response_head(b"HTTP/1.1 200 OK\r\ncontent-le", &Method::GET),
-            Ok(Parsed::Partial)
-        ));
+        let (partial, rest) = parse(b"HTTP/1.1 200 OK\r\ncontent-le", &Method::GET);
+        assert!(matches!(partial, Ok(Parsed::Partial)));
+        assert_eq!(&rest[..], b"HTTP/1.1 200 OK\r\ncontent-le", "nothing taken");
         assert!(refused("HTTP/1.1 200 OK\r\nbad header\r\n\r\n").contains("malformed"));
         assert!(refused("HTTP/1.1 200 OK\r\n folded: no\r\n\r\n").contains("malformed"));
         let huge = format!("HTTP/1.1 200 OK\r\nx: {}", "a".repeat(MAX_RESPONSE_HEAD));
