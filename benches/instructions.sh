@@ -1,0 +1,125 @@
+#!/usr/bin/env bash
+# Instructions the serving process executes per proxied request, counted by callgrind: a figure
+# that does not drift with the machine's speed, for telling whether a change made the request
+# path cheaper. One keep-alive connection sends requests on the token route (1 token in the
+# store; the check's SHA-256 runs without its CPU instructions under valgrind, so its share here
+# is larger than on the machine). The count is the difference between a run of SMALL and one of
+# LARGE requests, divided by LARGE - SMALL, so that start-up and shutdown cancel out.
+#
+#   benches/instructions.sh
+#   BASELINE=/tmp/old/target/release/tollgate benches/instructions.sh   # and another build
+#   PROFILE=/tmp/tollgate.callgrind benches/instructions.sh             # keep the LARGE run's profile
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+SMALL=${SMALL:-500}
+LARGE=${LARGE:-5500}
+
+need=()
+command -v valgrind >/dev/null 2>&1 || need+=(valgrind)
+command -v curl >/dev/null 2>&1 || need+=(curl)
+if ((${#need[@]})); then
+  echo "==> installing ${need[*]}" >&2
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq && apt-get install -y -qq "${need[@]}" >/dev/null
+fi
+for tool in valgrind callgrind_annotate curl python3; do
+  command -v "$tool" >/dev/null 2>&1 || { echo "instructions.sh: $tool is missing" >&2; exit 1; }
+done
+if [[ -n ${BASELINE:-} && ! -x $BASELINE ]]; then
+  echo "instructions.sh: BASELINE $BASELINE is not an executable" >&2
+  exit 1
+fi
+
+echo "==> building (release)" >&2
+cargo build --release --locked --bin tollgate --example bench_upstream >&2
+upstream_bin=target/release/examples/bench_upstream
+
+work=$(mktemp -d)
+pids=()
+cleanup() {
+  local pid
+  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  rm -rf "$work"
+}
+trap cleanup EXIT
+
+free_port() {
+  python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+}
+wait_http() { # URL: waits for any answer
+  for _ in $(seq 1 600); do
+    curl -s -o /dev/null "$1" && return 0
+    sleep 0.1
+  done
+  echo "instructions.sh: $1 never answered" >&2
+  exit 1
+}
+
+up_port=$(free_port)
+"$upstream_bin" "127.0.0.1:$up_port" >/dev/null &
+pids+=($!)
+wait_http "http://127.0.0.1:$up_port/"
+
+# BINARY REQUESTS [PROFILE] → the serving process's instructions over its whole life
+count() {
+  local binary=$1 requests=$2 profile=${3:-} dir
+  dir=$(mktemp -d -p "$work")
+  local port admin
+  port=$(free_port)
+  admin=$(free_port)
+  cat >"$dir/tollgate.toml" <<EOF
+[store]
+path = "$dir/tollgate.redb"
+[admin]
+bind = "127.0.0.1:$admin"
+token_file = "$dir/admin.token"
+[log]
+level = "warn"
+access = false
+[[listener]]
+name = "bench"
+bind = "127.0.0.1:$port"
+upstream = "http://127.0.0.1:$up_port"
+EOF
+  valgrind --tool=callgrind --callgrind-out-file="$dir/callgrind.out" \
+    "$binary" serve --config "$dir/tollgate.toml" >"$dir/out.log" 2>&1 &
+  local pid=$!
+  wait_http "http://127.0.0.1:$admin/readyz"
+  local token
+  token=tc-apiv1_$(python3 -c 'import secrets; print(secrets.token_hex(32))')
+  curl -sf -o /dev/null -X POST -H "Authorization: Bearer $(cat "$dir/admin.token")" \
+    -H 'Content-Type: application/json' \
+    --data "{\"tokens\": [{\"name\": \"bench\", \"token\": \"$token\"}]}" \
+    "http://127.0.0.1:$admin/api/v1/tokens/import"
+  python3 - "$port" "$token" "$requests" <<'EOF'
+import http.client, sys
+port, token, requests = int(sys.argv[1]), sys.argv[2], int(sys.argv[3])
+connection = http.client.HTTPConnection("127.0.0.1", port)
+headers = {"Authorization": "Bearer " + token, "User-Agent": "Telegraf/1.33"}
+for _ in range(requests):
+    connection.request("GET", "/api/agents/config", headers=headers)
+    response = connection.getresponse()
+    response.read()
+    if response.status != 200:
+        sys.exit(f"instructions.sh: the proxy answered {response.status}")
+EOF
+  kill -TERM "$pid"
+  wait "$pid" || true
+  [[ -n $profile ]] && cp "$dir/callgrind.out" "$profile"
+  callgrind_annotate "$dir/callgrind.out" 2>/dev/null |
+    awk '/PROGRAM TOTALS/ { gsub(",", "", $1); print $1 }'
+}
+
+per_request() { # BINARY [PROFILE]
+  local small large
+  small=$(count "$1" "$SMALL")
+  large=$(count "$1" "$LARGE" "${2:-}")
+  echo $(((large - small) / (LARGE - SMALL)))
+}
+
+echo "instructions per request, token route, one keep-alive connection ($LARGE - $SMALL requests):"
+echo "  this build: $(per_request target/release/tollgate "${PROFILE:-}")"
+[[ -n ${BASELINE:-} ]] && echo "  baseline:   $(per_request "$BASELINE")"
+exit 0
