@@ -9,6 +9,7 @@
 #   benches/instructions.sh
 #   BASELINE=/tmp/old/target/release/tollgate benches/instructions.sh   # and another build
 #   PROFILE=/tmp/tollgate.callgrind benches/instructions.sh             # keep the LARGE run's profile
+#   BODY=16384 benches/instructions.sh       # a response body of that size, like an agent's config
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -58,7 +59,8 @@ wait_http() { # URL: waits for any answer
 }
 
 up_port=$(free_port)
-"$upstream_bin" "127.0.0.1:$up_port" >/dev/null &
+# shellcheck disable=SC2086 # no BODY, no argument
+"$upstream_bin" "127.0.0.1:$up_port" ${BODY:-} >/dev/null &
 pids+=($!)
 wait_http "http://127.0.0.1:$up_port/"
 
@@ -119,7 +121,8 @@ per_request() { # BINARY [PROFILE]
   echo $(((large - small) / (LARGE - SMALL)))
 }
 
-echo "instructions per request, token route, one keep-alive connection ($LARGE - $SMALL requests):"
+echo "instructions per request, token route, one keep-alive connection ($LARGE - $SMALL requests)," \
+  "${BODY:-a 16-byte} body:"
 echo "  this build: $(per_request target/release/tollgate "${PROFILE:-}")"
 [[ -n ${BASELINE:-} ]] && echo "  baseline:   $(per_request "$BASELINE")"
 exit 0

@@ -18,6 +18,7 @@
 #   benches/proxy.sh                      # ROUNDS=3 DURATION=10s by default
 #   ROUNDS=5 DURATION=20s benches/proxy.sh
 #   BASELINE=/tmp/old/target/release/tollgate benches/proxy.sh
+#   BODY=16384 benches/proxy.sh          # the upstream answers with that many bytes, like a config
 #
 # BASELINE adds a system, "baseline-token": the token route served by another build of tollgate,
 # so that a change is measured against what it changes in the same run.
@@ -78,7 +79,8 @@ wait_http() { # URL: wait until it answers at all
 }
 
 up_port=$(free_port)
-"$upstream_bin" "127.0.0.1:$up_port" >/dev/null &
+# shellcheck disable=SC2086 # no BODY, no argument
+"$upstream_bin" "127.0.0.1:$up_port" ${BODY:-} >/dev/null &
 upstream_pid=$!
 pids+=("$upstream_pid")
 wait_http "http://127.0.0.1:$up_port/"
@@ -284,9 +286,9 @@ for round in $(seq 1 "$ROUNDS"); do
   done
 done
 
-python3 - "$results" "$CONNECTIONS" "$ROUNDS" "$DURATION" "$TOKENS" "${systems[@]}" <<'EOF'
+python3 - "$results" "$CONNECTIONS" "$ROUNDS" "$DURATION" "$TOKENS" "${BODY:-16}" "${systems[@]}" <<'EOF'
 import sys
-path, conns, rounds, duration, tokens, *systems = sys.argv[1:]
+path, conns, rounds, duration, tokens, body, *systems = sys.argv[1:]
 rows = {}
 for line in open(path):
     system, mode, *figures = line.split()
@@ -296,7 +298,8 @@ def median(system, mode):
     return runs[len(runs) // 2]
 many = {s: median(s, "many") for s in systems}
 one = {s: median(s, "one") for s in systems}
-print(f"{rounds} rounds of {duration}; median round; {tokens} tokens; wrk -t2 -c{conns} and -t1 -c1")
+print(f"{rounds} rounds of {duration}; median round; {tokens} tokens; a {body}-byte body; "
+      f"wrk -t2 -c{conns} and -t1 -c1")
 print()
 print(f"| system | req/s at {conns} conns | p50 | p99 | × direct | × nginx | CPU per request | req/s at 1 conn | p50 at 1 conn | added p50 |")
 print("|---|---|---|---|---|---|---|---|---|---|")

@@ -2,7 +2,9 @@
 //! HTTP/1.1 keep-alive, as fast as it can. Small on purpose, so that what the benchmarks measure
 //! is the proxy in front of it.
 //!
-//! Usage: `bench_upstream ADDR` (for example 127.0.0.1:18081). Prints "listening ADDR" once bound.
+//! Usage: `bench_upstream ADDR [BODY_BYTES]` (for example 127.0.0.1:18081). Prints "listening
+//! ADDR" once bound. With BODY_BYTES, the body is that many bytes of JSON, as large as the
+//! configuration a Telegraf agent fetches.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -18,8 +20,8 @@ use tokio::net::TcpListener;
 
 const BODY: &[u8] = b"{\"status\":\"ok\"}\n";
 
-async fn answer(_request: Request<Incoming>) -> Result<Response<Full<Bytes>>, Infallible> {
-    let mut response = Response::new(Full::new(Bytes::from_static(BODY)));
+async fn answer(body: Bytes) -> Result<Response<Full<Bytes>>, Infallible> {
+    let mut response = Response::new(Full::new(body));
     response.headers_mut().insert(
         header::CONTENT_TYPE,
         header::HeaderValue::from_static("application/json"),
@@ -32,6 +34,14 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .nth(1)
         .ok_or("usage: bench_upstream ADDR")?
         .parse()?;
+    let body = match std::env::args().nth(2) {
+        None => Bytes::from_static(BODY),
+        Some(size) => {
+            let size: usize = size.parse()?;
+            let filler = "x".repeat(size.saturating_sub(14));
+            Bytes::from(format!("{{\"config\":\"{filler}\"}}\n"))
+        }
+    };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
@@ -41,9 +51,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         loop {
             let (stream, _) = listener.accept().await?;
             let _ = stream.set_nodelay(true);
+            let body = body.clone();
             tokio::spawn(async move {
+                let service = service_fn(move |_: Request<Incoming>| answer(body.clone()));
                 let _ = http1::Builder::new()
-                    .serve_connection(TokioIo::new(stream), service_fn(answer))
+                    .serve_connection(TokioIo::new(stream), service)
                     .await;
             });
         }
