@@ -16,17 +16,9 @@ cd "$(dirname "$0")/.."
 SMALL=${SMALL:-500}
 LARGE=${LARGE:-5500}
 
-need=()
-command -v valgrind >/dev/null 2>&1 || need+=(valgrind)
-command -v curl >/dev/null 2>&1 || need+=(curl)
-if ((${#need[@]})); then
-  echo "==> installing ${need[*]}" >&2
-  export DEBIAN_FRONTEND=noninteractive
-  apt-get update -qq && apt-get install -y -qq "${need[@]}" >/dev/null
-fi
-for tool in valgrind callgrind_annotate curl python3; do
-  command -v "$tool" >/dev/null 2>&1 || { echo "instructions.sh: $tool is missing" >&2; exit 1; }
-done
+# shellcheck source=benches/common.sh
+source benches/common.sh
+require_tools valgrind:valgrind callgrind_annotate:valgrind curl:curl python3:python3
 if [[ -n ${BASELINE:-} && ! -x $BASELINE ]]; then
   echo "instructions.sh: BASELINE $BASELINE is not an executable" >&2
   exit 1
@@ -34,7 +26,6 @@ fi
 
 echo "==> building (release)" >&2
 cargo build --release --locked --bin tollgate --example bench_upstream >&2
-upstream_bin=target/release/examples/bench_upstream
 
 work=$(mktemp -d)
 pids=()
@@ -46,23 +37,7 @@ cleanup() {
 }
 trap cleanup EXIT
 
-free_port() {
-  python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
-}
-wait_http() { # URL: waits for any answer
-  for _ in $(seq 1 600); do
-    curl -s -o /dev/null "$1" && return 0
-    sleep 0.1
-  done
-  echo "instructions.sh: $1 never answered" >&2
-  exit 1
-}
-
-up_port=$(free_port)
-# shellcheck disable=SC2086 # no BODY, no argument
-"$upstream_bin" "127.0.0.1:$up_port" ${BODY:-} >/dev/null &
-pids+=($!)
-wait_http "http://127.0.0.1:$up_port/"
+start_upstream
 
 # BINARY REQUESTS [PROFILE] → the serving process's instructions over its whole life
 count() {

@@ -30,24 +30,13 @@ DURATION=${DURATION:-10s}
 TOKENS=${TOKENS:-10000}
 CONNECTIONS=${CONNECTIONS:-64}
 
-need=()
-command -v wrk >/dev/null 2>&1 || need+=(wrk)
-command -v nginx >/dev/null 2>&1 || need+=(nginx)
-command -v curl >/dev/null 2>&1 || need+=(curl)
-command -v pgrep >/dev/null 2>&1 || need+=(procps)
-if ((${#need[@]})); then
-  echo "==> installing ${need[*]}" >&2
-  export DEBIAN_FRONTEND=noninteractive
-  apt-get update -qq && apt-get install -y -qq "${need[@]}" >/dev/null
-fi
-for tool in wrk nginx curl pgrep python3; do
-  command -v "$tool" >/dev/null 2>&1 || { echo "proxy.sh: $tool is missing" >&2; exit 1; }
-done
+# shellcheck source=benches/common.sh
+source benches/common.sh
+require_tools wrk:wrk nginx:nginx curl:curl pgrep:procps python3:python3
 
 echo "==> building (release)" >&2
 cargo build --release --locked --bin tollgate --example bench_upstream >&2
 bin=target/release/tollgate
-upstream_bin=target/release/examples/bench_upstream
 
 work=$(mktemp -d)
 pids=()
@@ -66,24 +55,7 @@ cleanup() {
 }
 trap cleanup EXIT
 
-free_port() {
-  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
-}
-wait_http() { # URL: wait until it answers at all
-  for _ in $(seq 1 300); do
-    curl -s -o /dev/null "$1" && return 0
-    sleep 0.1
-  done
-  echo "proxy.sh: $1 never answered" >&2
-  exit 1
-}
-
-up_port=$(free_port)
-# shellcheck disable=SC2086 # no BODY, no argument
-"$upstream_bin" "127.0.0.1:$up_port" ${BODY:-} >/dev/null &
-upstream_pid=$!
-pids+=("$upstream_pid")
-wait_http "http://127.0.0.1:$up_port/"
+start_upstream
 
 # The tokens: random secrets in the Controller's format; wrk sends one from the middle of the set.
 python3 - "$work" "$TOKENS" <<'EOF'

@@ -1,0 +1,45 @@
+# Shared by the benchmark scripts (sourced, not run): installing what they need, free ports,
+# waiting for a server, and the upstream they all put behind the proxy.
+
+bench_name=${0##*/}
+
+# TOOL:PACKAGE... → installs the Debian packages of the tools that are missing, then fails
+# loudly if a tool is still not there.
+require_tools() {
+  local need=() pair
+  for pair in "$@"; do
+    command -v "${pair%%:*}" >/dev/null 2>&1 || need+=("${pair#*:}")
+  done
+  if ((${#need[@]})); then
+    echo "==> installing ${need[*]}" >&2
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq && apt-get install -y -qq "${need[@]}" >/dev/null
+  fi
+  for pair in "$@"; do
+    command -v "${pair%%:*}" >/dev/null 2>&1 || { echo "$bench_name: ${pair%%:*} is missing" >&2; exit 1; }
+  done
+}
+
+free_port() {
+  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
+}
+
+wait_http() { # URL: waits until it answers at all (a server under valgrind starts slowly)
+  for _ in $(seq 1 600); do
+    curl -s -o /dev/null "$1" && return 0
+    sleep 0.1
+  done
+  echo "$bench_name: $1 never answered" >&2
+  exit 1
+}
+
+# Starts examples/bench_upstream.rs (built already), answering with BODY bytes when BODY is set;
+# sets up_port and upstream_pid, and adds the pid to the caller's `pids`, which it stops.
+start_upstream() {
+  up_port=$(free_port)
+  # shellcheck disable=SC2086 # no BODY, no argument
+  target/release/examples/bench_upstream "127.0.0.1:$up_port" ${BODY:-} >/dev/null &
+  upstream_pid=$!
+  pids+=("$upstream_pid")
+  wait_http "http://127.0.0.1:$up_port/"
+}
