@@ -43,3 +43,27 @@ start_upstream() {
   pids+=("$upstream_pid")
   wait_http "http://127.0.0.1:$up_port/"
 }
+
+# DIR PORT ADMIN ACCESS_LOG → DIR/tollgate.toml: a listener on PORT in front of the upstream,
+# where /public/** needs no token, and the admin API on ADMIN.
+write_config() {
+  local dir=$1 port=$2 admin=$3 access=$4
+  cat >"$dir/tollgate.toml" <<CONFIG
+[store]
+path = "$dir/tollgate.redb"
+[admin]
+bind = "127.0.0.1:$admin"
+token_file = "$dir/admin.token"
+[log]
+format = "json"
+level = "warn"
+access = $access
+[[listener]]
+name = "bench"
+bind = "127.0.0.1:$port"
+upstream = "http://127.0.0.1:$up_port"
+[[listener.route]]
+path = "/public/**"
+public = true
+CONFIG
+}

@@ -46,20 +46,7 @@ count() {
   local port admin
   port=$(free_port)
   admin=$(free_port)
-  cat >"$dir/tollgate.toml" <<EOF
-[store]
-path = "$dir/tollgate.redb"
-[admin]
-bind = "127.0.0.1:$admin"
-token_file = "$dir/admin.token"
-[log]
-level = "warn"
-access = false
-[[listener]]
-name = "bench"
-bind = "127.0.0.1:$port"
-upstream = "http://127.0.0.1:$up_port"
-EOF
+  write_config "$dir" "$port" "$admin" false
   valgrind --tool=callgrind --callgrind-out-file="$dir/callgrind.out" \
     "$binary" serve --config "$dir/tollgate.toml" >"$dir/out.log" 2>&1 &
   local pid=$!

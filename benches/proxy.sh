@@ -78,24 +78,7 @@ start_tollgate() { # NAME ACCESS_LOG [BINARY] → prints the proxy port
   local port admin
   port=$(free_port)
   admin=$(free_port)
-  cat >"$dir/tollgate.toml" <<EOF
-[store]
-path = "$dir/tollgate.redb"
-[admin]
-bind = "127.0.0.1:$admin"
-token_file = "$dir/admin.token"
-[log]
-format = "json"
-level = "warn"
-access = $access
-[[listener]]
-name = "bench"
-bind = "127.0.0.1:$port"
-upstream = "http://127.0.0.1:$up_port"
-[[listener.route]]
-path = "/public/**"
-public = true
-EOF
+  write_config "$dir" "$port" "$admin" "$access"
   "$binary" serve --config "$dir/tollgate.toml" >"$dir/out.log" 2>&1 &
   # This function runs in a command substitution: its `pids` is a copy, so the parent reads the
   # pid from this file to stop the process and to read its CPU time.
