@@ -4,13 +4,18 @@
 # path cheaper. One keep-alive connection sends requests on the token route (1 token in the
 # store; the check's SHA-256 runs without its CPU instructions under valgrind, so its share here
 # is larger than on the machine). The count is the difference between a run of SMALL and one of
-# LARGE requests, divided by LARGE - SMALL, so that start-up and shutdown cancel out.
+# LARGE requests, divided by LARGE - SMALL, so that start-up and shutdown cancel out. What the
+# process does in the background meanwhile (the store follower's once-a-second look, the metrics'
+# upkeep) is counted too, and the longer run lasts longer under valgrind: compare counts taken with
+# the same SMALL and LARGE.
 #
 #   benches/instructions.sh
 #   BASELINE=/tmp/old/target/release/tollgate benches/instructions.sh   # and another build
 #   PROFILE=/tmp/tollgate.callgrind benches/instructions.sh             # keep the LARGE run's profile
 #   BODY=16384 benches/instructions.sh       # a response body of that size, like an agent's config
 set -euo pipefail
+# A failure inside a command substitution stops the script too, instead of a figure made of it.
+shopt -s inherit_errexit
 cd "$(dirname "$0")/.."
 
 SMALL=${SMALL:-500}
@@ -30,7 +35,9 @@ cargo build --release --locked --bin tollgate --example bench_upstream >&2
 work=$(mktemp -d)
 pids=()
 cleanup() {
-  local pid
+  local pid file
+  # Also the servers under valgrind, started in command substitutions: their pid files.
+  for file in "$work"/*/pid; do [[ -f $file ]] && pids+=("$(cat "$file")"); done
   for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
   wait 2>/dev/null || true
   rm -rf "$work"
@@ -50,6 +57,7 @@ count() {
   valgrind --tool=callgrind --callgrind-out-file="$dir/callgrind.out" \
     "$binary" serve --config "$dir/tollgate.toml" >"$dir/out.log" 2>&1 &
   local pid=$!
+  echo "$pid" >"$dir/pid"
   wait_http "http://127.0.0.1:$admin/readyz"
   local token
   token=tc-apiv1_$(python3 -c 'import secrets; print(secrets.token_hex(32))')
@@ -71,9 +79,13 @@ for _ in range(requests):
 EOF
   kill -TERM "$pid"
   wait "$pid" || true
-  [[ -n $profile ]] && cp "$dir/callgrind.out" "$profile"
-  callgrind_annotate "$dir/callgrind.out" 2>/dev/null |
-    awk '/PROGRAM TOTALS/ { gsub(",", "", $1); print $1 }'
+  rm "$dir/pid"
+  if [[ -n $profile ]]; then cp "$dir/callgrind.out" "$profile"; fi
+  local total
+  total=$(callgrind_annotate "$dir/callgrind.out" 2>/dev/null |
+    awk '/PROGRAM TOTALS/ { gsub(",", "", $1); print $1 }')
+  [[ $total =~ ^[0-9]+$ ]] || { echo "instructions.sh: no count from callgrind" >&2; exit 1; }
+  echo "$total"
 }
 
 per_request() { # BINARY [PROFILE]
@@ -85,6 +97,10 @@ per_request() { # BINARY [PROFILE]
 
 echo "instructions per request, token route, one keep-alive connection ($LARGE - $SMALL requests)," \
   "${BODY:-a 16-byte} body:"
-echo "  this build: $(per_request target/release/tollgate "${PROFILE:-}")"
-[[ -n ${BASELINE:-} ]] && echo "  baseline:   $(per_request "$BASELINE")"
-exit 0
+# Assigned first: a failure in the substitution then stops the script.
+figure=$(per_request target/release/tollgate "${PROFILE:-}")
+echo "  this build: $figure"
+if [[ -n ${BASELINE:-} ]]; then
+  figure=$(per_request "$BASELINE")
+  echo "  baseline:   $figure"
+fi

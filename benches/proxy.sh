@@ -197,7 +197,8 @@ run_wrk() {
   { time wrk -t"$2" -c"$3" -d"$4" --latency -H "Authorization: Bearer $token" "${url[$1]}" \
     >"$work/wrk.out"; } 2>"$work/wrk.time"
   out=$(<"$work/wrk.out")
-  wrk_cpu=$(awk '{print $1 + $2}' "$work/wrk.time")
+  # The last line: anything wrk itself says on stderr comes before `time`'s.
+  wrk_cpu=$(tail -n 1 "$work/wrk.time" | awk '{print $1 + $2}')
   # shellcheck disable=SC2086
   after=$(cpu_ticks ${serving[$1]})
   up_after=$(cpu_ticks "$upstream_pid")

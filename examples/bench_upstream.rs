@@ -37,8 +37,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let body = match std::env::args().nth(2) {
         None => Bytes::from_static(BODY),
         Some(size) => {
+            // The JSON around the filler takes 14 bytes.
             let size: usize = size.parse()?;
-            let filler = "x".repeat(size.saturating_sub(14));
+            if size < 14 {
+                return Err("BODY_BYTES: at least 14".into());
+            }
+            let filler = "x".repeat(size - 14);
             Bytes::from(format!("{{\"config\":\"{filler}\"}}\n"))
         }
     };

@@ -24,7 +24,9 @@ done
 # A whole-suite run gains nothing from incremental artifacts, which would double the space the
 # build takes. Running out of disk shows up as a linker "Bus error", so say how much there is.
 export CARGO_INCREMENTAL="${CARGO_INCREMENTAL:-0}"
-free_mib=$(df -Pm . | awk 'NR == 2 { print $4 }')
+build_dir=${CARGO_TARGET_DIR:-target}
+mkdir -p "$build_dir"
+free_mib=$(df -Pm "$build_dir" | awk 'NR == 2 { print $4 }')
 echo "==> ${free_mib} MiB free on the build disk (a clean build of the tests takes about 900 MiB)"
 
 echo "==> cargo fmt --check"

@@ -299,7 +299,9 @@ where
         loop {
             if wire::may_hold_head(&conn.buf, &mut searched) {
                 match wire::take_response_head(&mut conn.buf, method) {
-                    Ok(Parsed::Partial) => {}
+                    // The empty line found is not the head's end (the upstream sent empty
+                    // lines before its status line): no need to look at these bytes again.
+                    Ok(Parsed::Partial) => searched = conn.buf.len(),
                     Ok(Parsed::Interim) => {
                         searched = 0;
                         continue;

@@ -180,7 +180,11 @@ pub fn take_response_head(
         &mut fields,
     );
     let len = match parsed {
-        Ok(httparse::Status::Complete(len)) => len,
+        Ok(httparse::Status::Complete(len)) if len <= MAX_RESPONSE_HEAD => len,
+        // Complete, but larger than allowed: it came in one read.
+        Ok(httparse::Status::Complete(_)) => {
+            return Err(UpstreamError::Invalid("response head too large"));
+        }
         Ok(httparse::Status::Partial) if buf.len() >= MAX_RESPONSE_HEAD => {
             return Err(UpstreamError::Invalid("response head too large"));
         }
@@ -260,8 +264,8 @@ pub fn take_response_head(
     }))
 }
 
-/// Where a header field's name and value lie in the buffer it was parsed from (a head is at
-/// most `MAX_RESPONSE_HEAD` long, so offsets fit in 32 bits).
+/// Where a header field's name and value lie in the head it was parsed from (a head is at most
+/// `MAX_RESPONSE_HEAD` long, so offsets fit in 32 bits).
 #[derive(Clone, Copy, Default)]
 struct FieldSpan {
     name: (u32, u32),
@@ -513,6 +517,8 @@ mod tests {
         assert!(refused("HTTP/1.1 200 OK\r\n folded: no\r\n\r\n").contains("malformed"));
         let huge = format!("HTTP/1.1 200 OK\r\nx: {}", "a".repeat(MAX_RESPONSE_HEAD));
         assert!(refused(&huge).contains("too large"));
+        let huge_and_complete = format!("{huge}\r\n\r\n");
+        assert!(refused(&huge_and_complete).contains("too large"));
         let many: String = (0..=MAX_RESPONSE_HEADERS)
             .map(|i| format!("x-{i}: 1\r\n"))
             .collect();
