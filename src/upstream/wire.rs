@@ -509,6 +509,21 @@ mod tests {
     }
 
     #[test]
+    fn empty_lines_before_the_status_line_are_skipped() {
+        // The empty line at the start is found first; the parse then waits for the rest.
+        let mut searched = 0;
+        assert!(may_hold_head(b"\r\n\r\nHTTP/1.1 200 OK\r\n", &mut searched));
+        let (partial, rest) = parse(b"\r\n\r\nHTTP/1.1 200 OK\r\n", &Method::GET);
+        assert!(matches!(partial, Ok(Parsed::Partial)));
+        assert_eq!(rest.len(), 21, "nothing taken");
+        let full = head(
+            "\r\n\r\nHTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n",
+            Method::GET,
+        );
+        assert_eq!(full.framing, ResponseFraming::Length(0));
+    }
+
+    #[test]
     fn partial_malformed_and_oversized_heads() {
         let (partial, rest) = parse(b"HTTP/1.1 200 OK\r\ncontent-le", &Method::GET);
         assert!(matches!(partial, Ok(Parsed::Partial)));
