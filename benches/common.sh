@@ -1,5 +1,6 @@
-# Shared by the benchmark scripts (sourced, not run): installing what they need, free ports,
-# waiting for a server, and the upstream they all put behind the proxy.
+# Shared by the benchmark scripts (sourced, not run): installing what they need, the build and the
+# run's directory with its cleanup, free ports, waiting for a server, the upstream they all put
+# behind the proxy, and tollgate's config.
 
 bench_name=${0##*/}
 
@@ -66,4 +67,27 @@ upstream = "http://127.0.0.1:$up_port"
 path = "/public/**"
 public = true
 CONFIG
+}
+
+# Builds the release binaries, makes the run's directory ($work) and the list of processes to stop
+# (`pids`), and on exit stops them and those with a pid file in a directory of $work (servers
+# started in command substitutions, nginx), waits for them to go (a stopping tollgate drains for
+# a moment), then removes $work.
+prepare_run() {
+  echo "==> building (release)" >&2
+  cargo build --release --locked --bin tollgate --example bench_upstream >&2
+  work=$(mktemp -d)
+  pids=()
+  trap stop_run EXIT
+}
+
+stop_run() {
+  local pid file
+  for file in "$work"/*/pid "$work"/*/*.pid; do [[ -f $file ]] && pids+=("$(cat "$file")"); done
+  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  for pid in "${pids[@]}"; do
+    for _ in $(seq 1 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+  done
+  rm -rf "$work"
 }

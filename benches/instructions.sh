@@ -29,20 +29,7 @@ if [[ -n ${BASELINE:-} && ! -x $BASELINE ]]; then
   exit 1
 fi
 
-echo "==> building (release)" >&2
-cargo build --release --locked --bin tollgate --example bench_upstream >&2
-
-work=$(mktemp -d)
-pids=()
-cleanup() {
-  local pid file
-  # Also the servers under valgrind, started in command substitutions: their pid files.
-  for file in "$work"/*/pid; do [[ -f $file ]] && pids+=("$(cat "$file")"); done
-  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
-  wait 2>/dev/null || true
-  rm -rf "$work"
-}
-trap cleanup EXIT
+prepare_run
 
 start_upstream
 

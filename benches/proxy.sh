@@ -34,26 +34,8 @@ CONNECTIONS=${CONNECTIONS:-64}
 source benches/common.sh
 require_tools wrk:wrk nginx:nginx curl:curl pgrep:procps python3:python3
 
-echo "==> building (release)" >&2
-cargo build --release --locked --bin tollgate --example bench_upstream >&2
+prepare_run
 bin=target/release/tollgate
-
-work=$(mktemp -d)
-pids=()
-cleanup() {
-  local pid file
-  # Also the tollgate processes (their pid files), which are not this shell's children.
-  for file in "$work"/*/pid; do [[ -f $file ]] && pids+=("$(cat "$file")"); done
-  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
-  [[ -f $work/nginx/nginx.pid ]] && kill "$(cat "$work/nginx/nginx.pid")" 2>/dev/null || true
-  wait 2>/dev/null || true
-  # A stopping tollgate drains for a moment; its files go once it is gone.
-  for pid in "${pids[@]}"; do
-    for _ in $(seq 1 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-  done
-  rm -rf "$work"
-}
-trap cleanup EXIT
 
 start_upstream
 
