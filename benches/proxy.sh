@@ -217,10 +217,10 @@ for round in $(seq 1 "$ROUNDS"); do
     # Assigned first, so that a failed run stops the script (set -e) rather than leaving a
     # short line in the results.
     measured=$(run_wrk "$s" 2 "$CONNECTIONS" "$DURATION")
-    echo "$s many $measured" >>"$results"
+    echo "$round $s many $measured" >>"$results"
     echo "==> round $round/$ROUNDS: $s, 1 connection" >&2
     measured=$(run_wrk "$s" 1 1 "$DURATION")
-    echo "$s one $measured" >>"$results"
+    echo "$round $s one $measured" >>"$results"
   done
 done
 
@@ -228,9 +228,12 @@ python3 - "$results" "$CONNECTIONS" "$ROUNDS" "$DURATION" "$TOKENS" "${BODY:-16}
 import sys
 path, conns, rounds, duration, tokens, body, *systems = sys.argv[1:]
 rows = {}
+by_round = {}
 for line in open(path):
-    system, mode, *figures = line.split()
-    rows.setdefault((system, mode), []).append(tuple(float(f) for f in figures))
+    round_, system, mode, *figures = line.split()
+    figures = tuple(float(f) for f in figures)
+    rows.setdefault((system, mode), []).append(figures)
+    by_round[(int(round_), system, mode)] = figures
 def median(system, mode):
     runs = sorted(rows[(system, mode)])  # by throughput
     return runs[len(runs) // 2]
@@ -251,6 +254,35 @@ print()
 print(f"token route / public route: {many['tollgate-token'][0] / many['tollgate-public'][0]:.3f}")
 print("CPU per request: user and system time of the serving processes at 64 connections, per request:")
 print("the upstream's for direct, the proxy's alone for the others.")
+print()
+# The same comparisons within each round, where the systems ran minutes apart rather than across
+# the whole run: their spread says how far one run's figure can be trusted.
+def spread(values, fmt):
+    values = sorted(values)
+    return f"{fmt(values[len(values) // 2])} ({fmt(values[0])} to {fmt(values[-1])})"
+def per_round(f):
+    return [f(r) for r in range(1, int(rounds) + 1)]
+def rps(r, s):
+    return by_round[(r, s, "many")][0]
+def added(r, s):
+    return by_round[(r, s, "one")][1] - by_round[(r, "direct", "one")][1]
+ratio = lambda v: f"{v:.2f}"
+micros = lambda v: f"{v:+.0f} µs"
+print(f"Within each round: median (lowest to highest) of {rounds} rounds")
+print()
+print(f"| system | × nginx at {conns} conns | × direct | added p50 at 1 conn | added p50 − nginx's |")
+print("|---|---|---|---|---|")
+for s in systems:
+    if s in ("direct", "nginx"):
+        continue
+    print(f"| {s} | {spread(per_round(lambda r: rps(r, s) / rps(r, 'nginx')), ratio)} "
+          f"| {spread(per_round(lambda r: rps(r, s) / rps(r, 'direct')), ratio)} "
+          f"| {spread(per_round(lambda r: added(r, s)), micros)} "
+          f"| {spread(per_round(lambda r: added(r, s) - added(r, 'nginx')), micros)} |")
+print()
+print("token route / public route, within each round: "
+      + spread(per_round(lambda r: rps(r, "tollgate-token") / rps(r, "tollgate-public")),
+               lambda v: f"{v:.3f}"))
 print()
 # Where the time of the two cores goes at 64 connections, per request. The cores are shared by
 # wrk, the upstream and the proxy, so a proxy's throughput against the direct path is bounded by

@@ -37,6 +37,14 @@ impl Name {
             Name::Heap(text) => text,
         }
     }
+
+    /// The name's bytes, for writers that need no `str` (a header value on every request).
+    pub fn as_bytes(&self) -> &[u8] {
+        match self {
+            Name::Inline { len, bytes } => &bytes[..usize::from(*len)],
+            Name::Heap(text) => text.as_bytes(),
+        }
+    }
 }
 
 impl fmt::Debug for Name {

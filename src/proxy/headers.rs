@@ -3,7 +3,7 @@
 //! repeated headers such as `Set-Cookie` survive); identity headers a client sends under
 //! tollgate's names are dropped before tollgate adds its own.
 
-use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::header::{self, Entry, HeaderMap, HeaderName, HeaderValue};
 
 pub const TOKEN_ID: HeaderName = HeaderName::from_static("x-tollgate-token-id");
 pub const TOKEN_NAME: HeaderName = HeaderName::from_static("x-tollgate-token-name");
@@ -98,14 +98,18 @@ fn remove_where(headers: &mut HeaderMap, doomed: impl Fn(&str) -> bool) {
 
 /// Appends the client's address to `X-Forwarded-For`, keeping what earlier proxies wrote.
 pub fn append_forwarded_for(headers: &mut HeaderMap, client_ip: &HeaderValue) {
-    if !headers.contains_key(&X_FORWARDED_FOR) {
-        // The common case (no proxy in front): the connection's value, shared, not rebuilt.
-        headers.insert(X_FORWARDED_FOR, client_ip.clone());
-        return;
-    }
+    // One lookup whether the header is there or not.
+    let mut earlier = match headers.entry(X_FORWARDED_FOR) {
+        Entry::Vacant(slot) => {
+            // The common case (no proxy in front): the connection's value, shared, not rebuilt.
+            slot.insert(client_ip.clone());
+            return;
+        }
+        Entry::Occupied(earlier) => earlier,
+    };
     let client_ip = client_ip.to_str().expect("built from an IP address");
     let mut value = String::new();
-    for earlier in headers.get_all(&X_FORWARDED_FOR) {
+    for earlier in earlier.iter() {
         if let Ok(earlier) = earlier.to_str() {
             value.push_str(earlier);
             value.push_str(", ");
@@ -114,7 +118,7 @@ pub fn append_forwarded_for(headers: &mut HeaderMap, client_ip: &HeaderValue) {
     value.push_str(client_ip);
     // An IP address and visible ASCII copied from valid header values.
     if let Ok(value) = HeaderValue::from_str(&value) {
-        headers.insert(X_FORWARDED_FOR, value);
+        earlier.insert(value);
     }
 }
 
@@ -217,5 +221,16 @@ mod tests {
         assert_eq!(h[&X_FORWARDED_FOR], "127.0.0.1");
         append_forwarded_for(&mut h, &HeaderValue::from_static("10.0.0.1"));
         assert_eq!(h[&X_FORWARDED_FOR], "127.0.0.1, 10.0.0.1");
+
+        // Several fields from earlier proxies become one, in their order, with ours last.
+        let mut h = HeaderMap::new();
+        h.append(&X_FORWARDED_FOR, HeaderValue::from_static("192.0.2.1"));
+        h.append(
+            &X_FORWARDED_FOR,
+            HeaderValue::from_static("192.0.2.2, 192.0.2.3"),
+        );
+        append_forwarded_for(&mut h, &HeaderValue::from_static("10.0.0.1"));
+        let values: Vec<_> = h.get_all(&X_FORWARDED_FOR).iter().collect();
+        assert_eq!(values, ["192.0.2.1, 192.0.2.2, 192.0.2.3, 10.0.0.1"]);
     }
 }

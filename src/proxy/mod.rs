@@ -55,6 +55,9 @@ const H2_MAX_STREAMS: u32 = 256;
 const HANDOVER: Duration = Duration::from_secs(5);
 /// The largest request head accepted, per connection buffer.
 const MAX_HEADER_BYTES: usize = 64 * 1024;
+/// The most headers `forward` adds to a request that lacks them: `Host`, the three
+/// `X-Forwarded-*` and the two identity headers.
+const ADDED_HEADERS: usize = 6;
 
 /// Everything one listener's requests need, shared by its connections: what is fixed for the
 /// process's life, and the settings a config reload may replace.
@@ -532,10 +535,27 @@ async fn handle(
                 {
                     forward(&state, &settings, &remote, None, request, Outcome::Session).await
                 }
-                Access::Token => authenticated(&state, &settings, &remote, request, None).await,
-                Access::Require(permission) => {
-                    required = Some(permission);
-                    authenticated(&state, &settings, &remote, request, Some(permission)).await
+                Access::Token | Access::Require(_) => {
+                    if let Access::Require(permission) = decision.access {
+                        required = Some(permission);
+                    }
+                    // Checked here and forwarded from here, rather than in a function that does
+                    // both: one future less to build and move on every request.
+                    match authenticate(&state, &request, required) {
+                        Ok(identity) => {
+                            let identity = Some(identity);
+                            forward(
+                                &state,
+                                &settings,
+                                &remote,
+                                identity,
+                                request,
+                                Outcome::Forwarded,
+                            )
+                            .await
+                        }
+                        Err(refused) => *refused,
+                    }
                 }
             }
         }
@@ -599,43 +619,37 @@ impl Handled {
     }
 }
 
-/// A route that needs a valid token, and `required` when it needs a permission too: the token is
-/// judged first (401s), then the permission (403).
-async fn authenticated(
+/// The identity of the token a request presents, for a route that needs a valid token, and
+/// that token's permission `required` when the route names one; or the refusal. The token is
+/// judged first (401s), then the permission (403). A refusal is boxed: it is the rarer way out,
+/// and the common one then stays small.
+fn authenticate(
     state: &ListenerState,
-    settings: &ListenerSettings,
-    remote: &Remote,
-    request: Request<Incoming>,
+    request: &Request<Incoming>,
     required: Option<Permission>,
-) -> Handled {
+) -> Result<Identity, Box<Handled>> {
     let verdict = state
         .cache
         .decide(request.headers().get_all(AUTHORIZATION), time::now());
     let identity = match verdict {
         Verdict::Deny(denial, identity) => {
-            return Handled::refused(respond::denied(denial), Outcome::Denied(denial), identity);
+            return Err(Box::new(Handled::refused(
+                respond::denied(denial),
+                Outcome::Denied(denial),
+                identity,
+            )));
         }
         Verdict::Allow(identity) => identity,
     };
     if let Some(permission) = required.filter(|p| !identity.permissions.allows(*p)) {
         state.metrics.permission_denied(permission);
-        return Handled::refused(
+        return Err(Box::new(Handled::refused(
             respond::insufficient_scope(permission),
             Outcome::Permission,
             Some(identity),
-        );
+        )));
     }
-    let mut handled = forward(
-        state,
-        settings,
-        remote,
-        Some(&identity),
-        request,
-        Outcome::Forwarded,
-    )
-    .await;
-    handled.identity = Some(identity);
-    handled
+    Ok(identity)
 }
 
 /// What an access line says about the request, taken before the request moves upstream.
@@ -663,7 +677,7 @@ async fn forward(
     state: &ListenerState,
     settings: &ListenerSettings,
     remote: &Remote,
-    identity: Option<&Identity>,
+    identity: Option<Identity>,
     request: Request<Incoming>,
     outcome: Outcome,
 ) -> Handled {
@@ -682,6 +696,9 @@ async fn forward(
 
     let headers = &mut parts.headers;
     headers::scrub_request(headers, identity.is_some());
+    // Room for the headers added below, made at once: growing the map one insert at a time
+    // rehashes it each time it fills.
+    headers.reserve(ADDED_HEADERS);
     if arrived_over_h2 {
         join_cookies(headers);
     }
@@ -694,13 +711,13 @@ async fn forward(
         headers::X_FORWARDED_PROTO,
         HeaderValue::from_static(if state.secure { "https" } else { "http" }),
     );
-    if let Some(identity) = identity {
+    if let Some(identity) = &identity {
         headers.insert(
             headers::TOKEN_ID,
-            HeaderValue::from_str(identity.id.as_str()).expect("token ids are header-safe"),
+            HeaderValue::from_bytes(identity.id.as_bytes()).expect("token ids are header-safe"),
         );
         // Names are kept header-safe (visible ASCII and spaces), so this only copies.
-        if let Ok(name) = HeaderValue::from_str(identity.name.as_str()) {
+        if let Ok(name) = HeaderValue::from_bytes(identity.name.as_bytes()) {
             headers.insert(headers::TOKEN_NAME, name);
         }
         match &settings.authorization {
@@ -751,7 +768,7 @@ async fn forward(
     Handled {
         response,
         outcome,
-        identity: None,
+        identity,
         upstream_time: Some(started.elapsed()),
     }
 }

@@ -52,6 +52,11 @@ impl TokenId {
         // Only ALPHABET's ASCII bytes ever reach the array (generate and parse both ensure it).
         std::str::from_utf8(&self.0).expect("token ids are ASCII")
     }
+
+    /// The id's ASCII bytes, for writers that need no `str` (a header value on every request).
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.0
+    }
 }
 
 impl fmt::Display for TokenId {
