@@ -543,16 +543,9 @@ async fn handle(
                     // both: one future less to build and move on every request.
                     match authenticate(&state, &request, required) {
                         Ok(identity) => {
-                            let identity = Some(identity);
-                            forward(
-                                &state,
-                                &settings,
-                                &remote,
-                                identity,
-                                request,
-                                Outcome::Forwarded,
-                            )
-                            .await
+                            let outcome = Outcome::Forwarded;
+                            forward(&state, &settings, &remote, Some(identity), request, outcome)
+                                .await
                         }
                         Err(refused) => *refused,
                     }
