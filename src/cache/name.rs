@@ -31,9 +31,7 @@ impl Name {
     pub fn as_str(&self) -> &str {
         match self {
             // Copied from a `&str` whole, so the first `len` bytes are valid UTF-8.
-            Name::Inline { len, bytes } => {
-                std::str::from_utf8(&bytes[..usize::from(*len)]).expect("copied from a str")
-            }
+            Name::Inline { .. } => std::str::from_utf8(self.as_bytes()).expect("copied from a str"),
             Name::Heap(text) => text,
         }
     }
@@ -68,6 +66,7 @@ mod tests {
         ] {
             let name = Name::new(text);
             assert_eq!(name.as_str(), text);
+            assert_eq!(name.as_bytes(), text.as_bytes());
             assert_eq!(matches!(name, Name::Inline { .. }), text.len() <= INLINE);
         }
     }

@@ -664,8 +664,9 @@ impl ListenerSettings {
 }
 
 /// Sends a request upstream and streams the answer back. `identity` is the token tollgate
-/// checked; without one (public routes, sessions) the request keeps the client's credentials
-/// as sent and gets no identity headers. `outcome` is what a delivered answer counts as.
+/// checked, handed back with the answer for the metrics and the access line; without one
+/// (public routes, sessions) the request keeps the client's credentials as sent and gets no
+/// identity headers. `outcome` is what a delivered answer counts as.
 async fn forward(
     state: &ListenerState,
     settings: &ListenerSettings,

@@ -81,6 +81,7 @@ mod tests {
         assert_eq!(TokenId::parse(a.as_str()), Some(a));
         assert_ne!(a, TokenId::generate());
         assert_eq!(a.as_str().len(), 16);
+        assert_eq!(a.as_bytes(), a.as_str().as_bytes());
     }
 
     #[test]
