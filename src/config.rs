@@ -14,6 +14,9 @@ use crate::proxy::route::{Access, MethodSet, Pattern, Profile, Route, RouteTable
 use crate::time::parse_duration;
 use crate::token::Permission;
 
+/// More data-path threads than this is a typing error, not a machine.
+const MAX_WORKERS: usize = 1024;
+
 /// The defaults, in one place.
 mod defaults {
     pub const CONFIG_PATH: &str = "config/tollgate.toml";
@@ -27,6 +30,8 @@ mod defaults {
     pub const LAST_USED_FLUSH: &str = "5s";
     /// Changes to the config file are applied as they are saved; SIGHUP reloads either way.
     pub const WATCH_CONFIG: bool = true;
+    /// One worker per core.
+    pub const WORKERS: usize = 0;
     pub const UPSTREAM_TIMEOUT: &str = "30s";
     pub const CONNECT_TIMEOUT: &str = "5s";
     /// Below the shortest keep-alive timeout in common servers (Node.js: 5 s), so that tollgate
@@ -118,6 +123,8 @@ pub struct RawServer {
     pub last_used_flush: String,
     #[serde(default = "d_watch_config")]
     pub watch_config: bool,
+    #[serde(default = "d_workers")]
+    pub workers: usize,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -211,6 +218,9 @@ fn d_last_used_flush() -> String {
 fn d_watch_config() -> bool {
     defaults::WATCH_CONFIG
 }
+fn d_workers() -> usize {
+    defaults::WORKERS
+}
 fn d_upstream_timeout() -> String {
     defaults::UPSTREAM_TIMEOUT.into()
 }
@@ -258,7 +268,8 @@ section_default!(RawLog {
 section_default!(RawServer {
     shutdown_grace: d_shutdown_grace,
     last_used_flush: d_last_used_flush,
-    watch_config: d_watch_config
+    watch_config: d_watch_config,
+    workers: d_workers
 });
 
 // ---- the validated form ----
@@ -274,6 +285,8 @@ pub struct Config {
     pub last_used_flush: Duration,
     /// Reload the config when its file changes (SIGHUP reloads either way).
     pub watch_config: bool,
+    /// The data path's threads (`crate::workers`), resolved: at least one.
+    pub workers: usize,
     pub listeners: Vec<ListenerConfig>,
     /// The effective raw form, defaults filled in, for `check-config`.
     pub effective: RawConfig,
@@ -480,6 +493,16 @@ impl RawConfig {
         };
         let shutdown_grace = duration("server.shutdown_grace", &self.server.shutdown_grace)?;
         let last_used_flush = duration("server.last_used_flush", &self.server.last_used_flush)?;
+        let workers = match self.server.workers {
+            0 => crate::workers::default_count(),
+            n if n > MAX_WORKERS => {
+                return Err(invalid(
+                    "server.workers",
+                    format!("{n} is more than {MAX_WORKERS}"),
+                ));
+            }
+            n => n,
+        };
 
         if self.listeners.is_empty() {
             return Err(invalid(
@@ -560,6 +583,7 @@ impl RawConfig {
             shutdown_grace,
             last_used_flush,
             watch_config: self.server.watch_config,
+            workers,
             listeners,
             effective: self,
         })
@@ -811,6 +835,8 @@ mod tests {
         assert_eq!(config.store_path, PathBuf::from("data/tollgate.redb"));
         assert_eq!(config.admin.bind, "127.0.0.1:9191".parse().unwrap());
         assert_eq!(config.shutdown_grace, Duration::from_secs(30));
+        assert_eq!(config.workers, crate::workers::default_count());
+        assert!(config.to_toml().contains("workers = 0"));
         assert_eq!(
             config.listeners[0].upstream.authority.as_str(),
             "127.0.0.1:8888"
@@ -822,6 +848,16 @@ mod tests {
         // The effective config parses back to the same thing.
         let again = parse(&config.to_toml()).unwrap();
         assert_eq!(again.to_toml(), config.to_toml());
+    }
+
+    #[test]
+    fn workers_are_counted_or_left_to_the_cores() {
+        let config = parse(&format!("[server]\nworkers = 3\n{MINIMAL}")).unwrap();
+        assert_eq!(config.workers, 3);
+        let err = parse(&format!("[server]\nworkers = 5000\n{MINIMAL}")).unwrap_err();
+        assert!(err.to_string().contains("server.workers"), "{err}");
+        let err = parse(&format!("[server]\nworkers = -1\n{MINIMAL}")).unwrap_err();
+        assert!(err.to_string().contains("-1"), "{err}");
     }
 
     #[test]

@@ -46,6 +46,7 @@ pub mod tls;
 pub mod token;
 pub mod upstream;
 pub mod watch;
+pub mod workers;
 
 /// Displays an error with its chain of sources, for log lines and the command line.
 pub struct ErrorChain<'a>(pub &'a (dyn std::error::Error + 'static));

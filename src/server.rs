@@ -19,6 +19,7 @@ use crate::registry::Registry;
 use crate::reload::Reloader;
 use crate::store::{Store, StoreError};
 use crate::tls::{self, LiveCert, TlsError};
+use crate::workers::Workers;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServerError {
@@ -36,6 +37,8 @@ pub enum ServerError {
     Startup,
     #[error("cannot start the admin thread")]
     AdminThread(#[source] std::io::Error),
+    #[error("cannot start the listeners' worker threads")]
+    Workers(#[source] std::io::Error),
     /// A certificate, key or CA file of `what` (a listener, the admin port) cannot be used.
     #[error("{what}")]
     Tls { what: String, source: TlsError },
@@ -51,6 +54,8 @@ pub struct Running {
     tasks: JoinSet<()>,
     stop_following: watch::Sender<bool>,
     following: tokio::task::JoinHandle<()>,
+    /// The listeners' threads; dropped once they have drained.
+    workers: Workers,
 }
 
 /// Opens the store, loads the cache, binds every listener and starts serving.
@@ -181,15 +186,39 @@ pub async fn start(config: &Config) -> Result<Running, ServerError> {
             .map_err(|_| ServerError::Startup)??;
     }
 
+    let workers = Workers::start(config.workers).map_err(ServerError::Workers)?;
     let mut tasks = JoinSet::new();
     let mut listener_addrs = Vec::new();
     let mut reloadable = Vec::with_capacity(bound.len());
     for (listener, (state, acceptor), tcp) in bound {
         let addr = local_addr(&tcp, listener.bind);
-        tracing::info!(listener = %listener.name, addr = %addr, upstream = %listener.upstream.authority, tls = acceptor.is_some(), "listening");
+        tracing::info!(listener = %listener.name, addr = %addr, upstream = %listener.upstream.authority, tls = acceptor.is_some(), workers = workers.count(), "listening");
         listener_addrs.push((listener.name.clone(), addr));
         reloadable.push((listener.name.clone(), state.clone()));
-        tasks.spawn(proxy::serve(tcp, state, acceptor, stop_rx.clone(), grace));
+        let socket = tcp.into_std().map_err(ServerError::Workers)?;
+        // A handle on the socket per worker, each registered with that worker's runtime.
+        let sockets = (0..workers.count())
+            .map(|_| socket.try_clone())
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(ServerError::Workers)?;
+        let name = &listener.name;
+        let serving = workers.spawn_on_each(sockets, |socket| {
+            let (name, state, acceptor, stop) =
+                (name.clone(), state.clone(), acceptor.clone(), stop_rx.clone());
+            async move {
+                match TcpListener::from_std(socket) {
+                    Ok(listening) => proxy::serve(listening, state, acceptor, stop, grace).await,
+                    Err(e) => {
+                        tracing::error!(listener = %name, error = %e, "a worker cannot serve the listener");
+                    }
+                }
+            }
+        });
+        for worker in serving {
+            tasks.spawn(async move {
+                let _ = worker.await;
+            });
+        }
     }
     tracing::info!(listener = "admin", addr = %admin_addr, tls = admin_tls_on, "listening");
     tasks.spawn(admin_served);
@@ -226,6 +255,7 @@ pub async fn start(config: &Config) -> Result<Running, ServerError> {
         tasks,
         stop_following,
         following,
+        workers,
     })
 }
 
@@ -243,6 +273,9 @@ impl Running {
         crate::systemd::stopping();
         self.stop.send_replace(true);
         while self.tasks.join_next().await.is_some() {}
+        // Every listener has drained, or its grace period is over: what the workers still hold
+        // goes with them.
+        drop(self.workers);
         self.stop_following.send_replace(true);
         let _ = self.following.await;
         let registry = self.registry.clone();

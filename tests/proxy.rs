@@ -486,6 +486,59 @@ async fn several_listeners_each_forward_to_their_own_upstream() {
     assert!(b.requests_to("/to-a").is_empty());
 }
 
+/// The listeners are served by `server.workers` threads, each with its own handle on every
+/// listening socket: with three, many keep-alive connections to two listeners at once are all
+/// answered, every request reaching the upstream once.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_configured_workers_serve_every_listener() {
+    let up = Upstream::start();
+    let tg = Tollgate::start(
+        Config::new()
+            .server("workers = 3")
+            .listener("api", &up.url())
+            .listener("heartbeat", &up.url()),
+    );
+    let mut workers: Vec<String> = std::fs::read_dir(format!("/proc/{}/task", tg.pid()))
+        .unwrap()
+        .filter_map(|task| std::fs::read_to_string(task.unwrap().path().join("comm")).ok())
+        .map(|name| name.trim_end().to_owned())
+        .filter(|name| name.starts_with("worker-"))
+        .collect();
+    workers.sort();
+    assert_eq!(workers, ["worker-1", "worker-2", "worker-3"]);
+    assert!(
+        tg.logs()
+            .iter()
+            .any(|line| line.contains("\"listening\"") && line.contains("\"workers\":3")),
+        "{:?}",
+        tg.logs()
+    );
+
+    let bearer = tg.create_token("agent-1").await.bearer();
+    let mut clients = tokio::task::JoinSet::new();
+    for client in 0..24 {
+        let listener = if client % 2 == 0 { "api" } else { "heartbeat" };
+        let url = tg.proxy_url(listener, &format!("/client-{client}"));
+        let bearer = bearer.clone();
+        clients.spawn(async move {
+            // One client, one keep-alive connection for its five requests.
+            let http = HttpClient::http1();
+            for _ in 0..5 {
+                let resp = http
+                    .send(Method::GET, &url, &[("authorization", &bearer)], "")
+                    .await;
+                assert_eq!(resp.status, StatusCode::OK, "{url}");
+            }
+        });
+    }
+    while let Some(done) = clients.join_next().await {
+        done.unwrap();
+    }
+    for client in 0..24 {
+        assert_eq!(up.requests_to(&format!("/client-{client}")).len(), 5);
+    }
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn access_log_has_one_line_per_request_without_secrets() {
     let (_up, tg, tok) = setup().await;

@@ -187,7 +187,13 @@ async fn fill<S: AsyncRead + Unpin>(stream: &mut S, buf: &mut Vec<u8>) -> Option
 /// A tollgate with one listener `api` in front of `upstream`, and a token for it.
 async fn tollgate_before(upstream: &ServerThread, extra: &str) -> (Tollgate, String) {
     let url = format!("http://{}", upstream.addr());
-    let tg = Tollgate::start(Config::new().listener_with("api", &url, extra));
+    // One worker: these tests count the connections of the upstream pool, which keeps a shelf
+    // per worker; with two, a request accepted by the other worker would open one of its own.
+    let tg = Tollgate::start(
+        Config::new()
+            .server("workers = 1")
+            .listener_with("api", &url, extra),
+    );
     let token = tg.create_token("agent-1").await.bearer();
     (tg, token)
 }

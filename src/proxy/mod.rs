@@ -64,6 +64,8 @@ const ADDED_HEADERS: usize = 6;
 pub struct ListenerState {
     name: Arc<str>,
     max_connections: usize,
+    /// One permit per open connection, up to `max_connections`, over all the workers.
+    slots: Arc<Semaphore>,
     cache: Arc<TokenCache>,
     metrics: ListenerMetrics,
     /// Swapped whole by a reload. A request loads it once and keeps that snapshot to the end,
@@ -144,6 +146,7 @@ impl ListenerState {
         Ok(ListenerState {
             name: Arc::from(config.name.as_str()),
             max_connections: config.max_connections,
+            slots: Arc::new(Semaphore::new(config.max_connections)),
             cache,
             metrics,
             settings: ArcSwap::from_pointee(ListenerSettings::new(config, access_log)?),
@@ -181,8 +184,9 @@ impl ListenerState {
     }
 }
 
-/// Serves one listener until `shutdown` turns true, then drains (see `drain`). With `tls`,
-/// every connection is a TLS connection.
+/// Serves the connections of one listener that this worker accepts, until `shutdown` turns
+/// true, then drains (see `drain`). Every worker runs one `serve` per listener, each with its
+/// own handle on the listening socket. With `tls`, every connection is a TLS connection.
 pub async fn serve(
     listener: TcpListener,
     state: Arc<ListenerState>,
@@ -207,7 +211,7 @@ pub async fn serve(
         builders: Arc::new(Builders { http1, http2 }),
         tls,
         graceful: GracefulShutdown::new(),
-        slots: Arc::new(Semaphore::new(state.max_connections)),
+        slots: state.slots.clone(),
         state,
     };
 
@@ -226,7 +230,7 @@ struct Connections {
     builders: Arc<Builders>,
     tls: Option<TlsAcceptor>,
     graceful: GracefulShutdown,
-    /// One permit per open connection, up to `max_connections`.
+    /// The listener's connection slots, shared with the other workers.
     slots: Arc<Semaphore>,
     state: Arc<ListenerState>,
 }

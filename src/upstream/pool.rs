@@ -1,17 +1,31 @@
 //! Idle upstream connections, newest first out: the warmest connection serves the next request,
 //! and the ones that stay unused age out after the idle timeout.
+//!
+//! Each worker thread (`crate::workers`) has a shelf of its own: a connection is registered with
+//! the runtime of the worker that opened it, and one taken up by another worker would have every
+//! read's readiness cross between the two threads. A worker whose shelf is empty opens a new
+//! connection, as each of nginx's worker processes keeps its own.
 
 use std::collections::VecDeque;
-use std::sync::{Arc, Mutex, PoisonError, Weak};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
 use std::time::{Duration, Instant};
 
 use super::conn::Connection;
 
 pub struct Pool {
-    /// Oldest at the front.
-    idle: Mutex<VecDeque<Idle>>,
+    shelves: [Shelf; SHELVES],
     idle_timeout: Duration,
 }
+
+/// Shelf 0 serves the threads that are not workers, the others one worker each; with more
+/// workers than that, some share a shelf.
+const SHELVES: usize = 16;
+
+/// One worker's idle connections, oldest at the front. Aligned so that two shelves never share a
+/// cache line, which the two workers' locks would otherwise pass back and forth.
+#[repr(align(128))]
+#[derive(Default)]
+struct Shelf(Mutex<VecDeque<Idle>>);
 
 struct Idle {
     conn: Connection,
@@ -23,7 +37,7 @@ impl Pool {
     /// task closes them even when no request comes to notice; it ends with the pool.
     pub fn new(idle_timeout: Duration) -> Arc<Pool> {
         let pool = Arc::new(Pool {
-            idle: Mutex::new(VecDeque::new()),
+            shelves: Default::default(),
             idle_timeout,
         });
         if !idle_timeout.is_zero() && tokio::runtime::Handle::try_current().is_ok() {
@@ -34,11 +48,11 @@ impl Pool {
         pool
     }
 
-    /// The newest idle connection that still looks open, if any.
+    /// The newest idle connection on this thread's shelf that still looks open, if any.
     pub fn take(&self) -> Option<Connection> {
         let mut closed: Vec<Connection> = Vec::new();
         let found = {
-            let mut idle = self.lock();
+            let mut idle = self.own_shelf();
             loop {
                 let Some(newest) = idle.pop_back() else {
                     break None;
@@ -65,28 +79,34 @@ impl Pool {
         if self.idle_timeout.is_zero() {
             return;
         }
-        self.lock().push_back(Idle {
+        self.own_shelf().push_back(Idle {
             conn,
             since: Instant::now(),
         });
     }
 
     fn remove_expired(&self) {
-        let expired: Vec<Idle> = {
-            let mut idle = self.lock();
-            let fresh = idle
-                .iter()
-                .position(|i| i.since.elapsed() < self.idle_timeout)
-                .unwrap_or(idle.len());
-            idle.drain(..fresh).collect()
-        };
-        drop(expired);
+        for shelf in &self.shelves {
+            let expired: Vec<Idle> = {
+                let mut idle = lock(shelf);
+                let fresh = idle
+                    .iter()
+                    .position(|i| i.since.elapsed() < self.idle_timeout)
+                    .unwrap_or(idle.len());
+                idle.drain(..fresh).collect()
+            };
+            drop(expired);
+        }
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, VecDeque<Idle>> {
-        // The queue is consistent between any two statements; a panic elsewhere leaves it usable.
-        self.idle.lock().unwrap_or_else(PoisonError::into_inner)
+    fn own_shelf(&self) -> MutexGuard<'_, VecDeque<Idle>> {
+        lock(&self.shelves[crate::workers::shelf(SHELVES)])
     }
+}
+
+fn lock(shelf: &Shelf) -> MutexGuard<'_, VecDeque<Idle>> {
+    // The queue is consistent between any two statements; a panic elsewhere leaves it usable.
+    shelf.0.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 async fn close_expired(pool: Weak<Pool>, every: Duration) {
