@@ -158,8 +158,8 @@ pub async fn start(config: &Config) -> Result<Running, ServerError> {
     };
     let mut bound = Vec::with_capacity(config.listeners.len());
     for (listener, state) in config.listeners.iter().zip(states) {
-        let tcp = bind(&listener.name, listener.bind, share_ports)?;
-        bound.push((listener, state, tcp));
+        let sockets = bind_per_worker(&listener.name, listener.bind, share_ports, config.workers)?;
+        bound.push((listener, state, sockets));
     }
     let admin_tcp = bind("admin", config.admin.bind, share_ports)?;
     let admin_tls_on = admin_tls.is_some();
@@ -190,15 +190,15 @@ pub async fn start(config: &Config) -> Result<Running, ServerError> {
     let mut tasks = JoinSet::new();
     let mut listener_addrs = Vec::new();
     let mut reloadable = Vec::with_capacity(bound.len());
-    for (listener, (state, acceptor), tcp) in bound {
-        let addr = local_addr(&tcp, listener.bind);
+    for (listener, (state, acceptor), sockets) in bound {
+        let addr = local_addr(&sockets[0], listener.bind);
         tracing::info!(listener = %listener.name, addr = %addr, upstream = %listener.upstream.authority, tls = acceptor.is_some(), workers = workers.count(), "listening");
         listener_addrs.push((listener.name.clone(), addr));
         reloadable.push((listener.name.clone(), state.clone()));
-        let socket = tcp.into_std().map_err(ServerError::Workers)?;
-        // A handle on the socket per worker, each registered with that worker's runtime.
-        let sockets = (0..workers.count())
-            .map(|_| socket.try_clone())
+        // Each registered again with its worker's runtime.
+        let sockets = sockets
+            .into_iter()
+            .map(TcpListener::into_std)
             .collect::<Result<Vec<_>, _>>()
             .map_err(ServerError::Workers)?;
         let name = &listener.name;
@@ -372,6 +372,31 @@ fn bind(name: &str, addr: SocketAddr, share: bool) -> Result<TcpListener, Server
         drop(std::net::TcpListener::bind(addr).map_err(error)?);
     }
     reuse_port_listener(addr).map_err(error)
+}
+
+/// A socket per worker on one address, all with SO_REUSEPORT (see `bind`): the kernel spreads
+/// new connections over them by their addresses, so each worker gets its share whatever the
+/// others are doing. With port 0, the first socket's port is the others'.
+fn bind_per_worker(
+    name: &str,
+    addr: SocketAddr,
+    share: bool,
+    workers: usize,
+) -> Result<Vec<TcpListener>, ServerError> {
+    let first = bind(name, addr, share)?;
+    let bound = local_addr(&first, addr);
+    let mut sockets = Vec::with_capacity(workers);
+    sockets.push(first);
+    for _ in 1..workers {
+        sockets.push(
+            reuse_port_listener(bound).map_err(|source| ServerError::Bind {
+                listener: name.to_owned(),
+                addr: bound,
+                source,
+            })?,
+        );
+    }
+    Ok(sockets)
 }
 
 fn reuse_port_listener(addr: SocketAddr) -> std::io::Result<TcpListener> {

@@ -5,8 +5,8 @@
 //! their tasks, their timers, and the upstream connections they use (the upstream pool keeps a
 //! shelf per worker, see [`shelf`]). No request is handed from one thread to another, so no core
 //! has to wake another to go on with it, and no task's state moves between caches. Every worker
-//! holds its own handle on each listening socket; the kernel gives a new connection to whichever
-//! worker takes it first, so a busy worker takes fewer.
+//! has a listening socket of its own on each listener's address (SO_REUSEPORT, bound in
+//! `crate::server`), and the kernel spreads new connections over them by their addresses.
 //!
 //! Everything else (start-up, reloads, the store's follower, background upkeep) runs on the
 //! process's main runtime, and the admin API on a thread of its own.

@@ -486,8 +486,8 @@ async fn several_listeners_each_forward_to_their_own_upstream() {
     assert!(b.requests_to("/to-a").is_empty());
 }
 
-/// The listeners are served by `server.workers` threads, each with its own handle on every
-/// listening socket: with three, many keep-alive connections to two listeners at once are all
+/// The listeners are served by `server.workers` threads, each with a socket of its own on every
+/// listener's address: with three, many keep-alive connections to two listeners at once are all
 /// answered, every request reaching the upstream once.
 #[tokio::test(flavor = "multi_thread")]
 async fn the_configured_workers_serve_every_listener() {
@@ -514,6 +514,14 @@ async fn the_configured_workers_serve_every_listener() {
         tg.logs()
     );
 
+    for listener in ["api", "heartbeat"] {
+        assert_eq!(
+            listening_sockets(tg.proxy_addr(listener).port()),
+            3,
+            "one socket per worker on {listener}'s port"
+        );
+    }
+
     let bearer = tg.create_token("agent-1").await.bearer();
     let mut clients = tokio::task::JoinSet::new();
     for client in 0..24 {
@@ -537,6 +545,21 @@ async fn the_configured_workers_serve_every_listener() {
     for client in 0..24 {
         assert_eq!(up.requests_to(&format!("/client-{client}")).len(), 5);
     }
+}
+
+/// The sockets listening on `port` on this machine, from the kernel's table of IPv4 TCP sockets
+/// (local address and port in hex; state 0A is LISTEN).
+fn listening_sockets(port: u16) -> usize {
+    let table = std::fs::read_to_string("/proc/net/tcp").unwrap();
+    let local = format!(":{port:04X}");
+    table
+        .lines()
+        .skip(1)
+        .filter(|line| {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            fields[1].ends_with(&local) && fields[3] == "0A"
+        })
+        .count()
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -185,8 +185,8 @@ impl ListenerState {
 }
 
 /// Serves the connections of one listener that this worker accepts, until `shutdown` turns
-/// true, then drains (see `drain`). Every worker runs one `serve` per listener, each with its
-/// own handle on the listening socket. With `tls`, every connection is a TLS connection.
+/// true, then drains (see `drain`). Every worker runs one `serve` per listener, on a socket of
+/// its own bound to the listener's address. With `tls`, every connection is a TLS connection.
 pub async fn serve(
     listener: TcpListener,
     state: Arc<ListenerState>,
