@@ -339,6 +339,9 @@ pub struct ListenerConfig {
     pub connect_timeout: Duration,
     pub upstream_idle_timeout: Duration,
     pub max_connections: usize,
+    /// The threads that serve it: the process's `server.workers`, resolved. Its upstream pool
+    /// keeps a shelf for each.
+    pub workers: usize,
     /// The listener's own routes, then its profile's, then its default.
     pub routes: RouteTable,
     pub authorization: UpstreamAuthorization,
@@ -554,6 +557,7 @@ impl RawConfig {
                     &field("upstream_idle_timeout"),
                     &raw.upstream_idle_timeout,
                 )?,
+                workers,
                 max_connections: match raw.max_connections {
                     0 => {
                         return Err(invalid(

@@ -172,6 +172,7 @@ pub async fn start(config: &Config) -> Result<Running, ServerError> {
     });
     let admin_served =
         serve_admin_on_own_thread(admin_tcp, admin_state, admin_tls, stop_rx.clone(), grace)?;
+    let workers = Workers::start(config.workers).map_err(ServerError::Workers)?;
 
     // Join the processes serving from this store, the last step before serving requests: from
     // here on, a change committed by another process waits for this one to apply it. (Nothing
@@ -186,21 +187,14 @@ pub async fn start(config: &Config) -> Result<Running, ServerError> {
             .map_err(|_| ServerError::Startup)??;
     }
 
-    let workers = Workers::start(config.workers).map_err(ServerError::Workers)?;
     let mut tasks = JoinSet::new();
     let mut listener_addrs = Vec::new();
     let mut reloadable = Vec::with_capacity(bound.len());
     for (listener, (state, acceptor), sockets) in bound {
-        let addr = local_addr(&sockets[0], listener.bind);
+        let addr = sockets[0].local_addr().unwrap_or(listener.bind);
         tracing::info!(listener = %listener.name, addr = %addr, upstream = %listener.upstream.authority, tls = acceptor.is_some(), workers = workers.count(), "listening");
         listener_addrs.push((listener.name.clone(), addr));
         reloadable.push((listener.name.clone(), state.clone()));
-        // Each registered again with its worker's runtime.
-        let sockets = sockets
-            .into_iter()
-            .map(TcpListener::into_std)
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(ServerError::Workers)?;
         let name = &listener.name;
         let serving = workers.spawn_on_each(sockets, |socket| {
             let (name, state, acceptor, stop) =
@@ -215,8 +209,11 @@ pub async fn start(config: &Config) -> Result<Running, ServerError> {
             }
         });
         for worker in serving {
+            let name = listener.name.clone();
             tasks.spawn(async move {
-                let _ = worker.await;
+                if let Err(e) = worker.await {
+                    tracing::error!(listener = %name, error = %e, "a worker's listener failed");
+                }
             });
         }
     }
@@ -376,25 +373,26 @@ fn bind(name: &str, addr: SocketAddr, share: bool) -> Result<TcpListener, Server
 
 /// A socket per worker on one address, all with SO_REUSEPORT (see `bind`): the kernel spreads
 /// new connections over them by their addresses, so each worker gets its share whatever the
-/// others are doing. With port 0, the first socket's port is the others'.
+/// others are doing. With port 0, the first socket's port is the others'. Returned as std
+/// sockets, for each worker to register with its own runtime.
 fn bind_per_worker(
     name: &str,
     addr: SocketAddr,
     share: bool,
     workers: usize,
-) -> Result<Vec<TcpListener>, ServerError> {
+) -> Result<Vec<std::net::TcpListener>, ServerError> {
     let first = bind(name, addr, share)?;
     let bound = local_addr(&first, addr);
+    let error = |source| ServerError::Bind {
+        listener: name.to_owned(),
+        addr: bound,
+        source,
+    };
     let mut sockets = Vec::with_capacity(workers);
-    sockets.push(first);
+    sockets.push(first.into_std().map_err(error)?);
     for _ in 1..workers {
-        sockets.push(
-            reuse_port_listener(bound).map_err(|source| ServerError::Bind {
-                listener: name.to_owned(),
-                addr: bound,
-                source,
-            })?,
-        );
+        let socket = reuse_port_listener(bound).and_then(TcpListener::into_std);
+        sockets.push(socket.map_err(error)?);
     }
     Ok(sockets)
 }

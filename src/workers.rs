@@ -3,7 +3,8 @@
 //!
 //! A connection lives on the worker that accepted it, and so does everything its requests touch:
 //! their tasks, their timers, and the upstream connections they use (the upstream pool keeps a
-//! shelf per worker, see [`shelf`]). No request is handed from one thread to another, so no core
+//! shelf per worker, see [`shelf`]; only closing the connections left idle too long is done from
+//! the main runtime). No request is handed from one thread to another, so no core
 //! has to wake another to go on with it, and no task's state moves between caches. Every worker
 //! has a listening socket of its own on each listener's address (SO_REUSEPORT, bound in
 //! `crate::server`), and the kernel spreads new connections over them by their addresses.

@@ -547,6 +547,67 @@ async fn the_configured_workers_serve_every_listener() {
     }
 }
 
+/// The connection limit counts a listener's connections over all its workers, and a worker with
+/// nothing to accept holds no slot: with one slot and three workers, connection after
+/// connection (each from a new port, so to any worker's socket) is served in turn, and one
+/// sent while another holds the slot is answered once that one closes.
+#[tokio::test(flavor = "multi_thread")]
+async fn more_workers_than_connection_slots_still_serve_every_connection() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let up = Upstream::start();
+    let tg = Tollgate::start(Config::new().server("workers = 3").listener_with(
+        "api",
+        &up.url(),
+        "max_connections = 1",
+    ));
+    let bearer = tg.create_token("agent-1").await.bearer();
+    let request = |path: &str| {
+        format!(
+            "GET {path} HTTP/1.1\r\nHost: x\r\nAuthorization: {bearer}\r\n\
+             Connection: close\r\n\r\n"
+        )
+    };
+    let answer_to = |mut stream: tokio::net::TcpStream| async move {
+        let mut answer = Vec::new();
+        tokio::time::timeout(DEADLINE, stream.read_to_end(&mut answer))
+            .await
+            .expect("an answer")
+            .unwrap();
+        String::from_utf8_lossy(&answer).into_owned()
+    };
+    let connect = || tokio::net::TcpStream::connect(tg.proxy_addr("api"));
+
+    for i in 0..12 {
+        let mut stream = connect().await.unwrap();
+        stream
+            .write_all(request(&format!("/turn-{i}")).as_bytes())
+            .await
+            .unwrap();
+        let answer = answer_to(stream).await;
+        assert!(answer.starts_with("HTTP/1.1 200 "), "turn {i}: {answer}");
+    }
+
+    // One connection holds the slot (an idle keep-alive connection); the next one's request
+    // is answered once the first closes.
+    let mut holder = connect().await.unwrap();
+    holder
+        .write_all(
+            format!("GET /holder HTTP/1.1\r\nHost: x\r\nAuthorization: {bearer}\r\n\r\n")
+                .as_bytes(),
+        )
+        .await
+        .unwrap();
+    up.wait_for_path("/holder").await;
+    let mut waiting = connect().await.unwrap();
+    waiting
+        .write_all(request("/waiting").as_bytes())
+        .await
+        .unwrap();
+    drop(holder);
+    let answer = answer_to(waiting).await;
+    assert!(answer.starts_with("HTTP/1.1 200 "), "{answer}");
+}
+
 /// The sockets listening on `port` on this machine, from the kernel's table of IPv4 TCP sockets
 /// (local address and port in hex; state 0A is LISTEN).
 fn listening_sockets(port: u16) -> usize {

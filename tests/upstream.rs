@@ -408,7 +408,8 @@ async fn a_tls_upstream_closing_idle_connections_costs_no_request() {
     let ca_file = dir.path().join("ca.pem");
     ca.write(&ca_file);
     let url = format!("https://localhost:{}", upstream.addr().port());
-    let tg = Tollgate::start(Config::new().listener_with(
+    // One worker, so that the second request finds the connection the first one left.
+    let tg = Tollgate::start(Config::new().server("workers = 1").listener_with(
         "api",
         &url,
         &format!("upstream_ca = {:?}\n", ca_file.display().to_string()),

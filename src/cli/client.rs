@@ -76,7 +76,7 @@ impl AdminClient {
             None
         };
         // One call per command: no connection is kept for long.
-        let http = UpstreamClient::new(&admin, tls, CONNECT_TIMEOUT, Duration::from_secs(1))?;
+        let http = UpstreamClient::new(&admin, tls, CONNECT_TIMEOUT, Duration::from_secs(1), 0)?;
         Ok(AdminClient { base, token, http })
     }
 

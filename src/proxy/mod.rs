@@ -216,11 +216,27 @@ pub async fn serve(
     };
 
     loop {
-        let (permit, stream, remote) = tokio::select! {
-            accepted = accept(&listener, &connections.slots, &connections.state.name) => accepted,
+        let (stream, remote) = tokio::select! {
+            accepted = accept(&listener, &connections.state.name) => accepted,
             _ = shutdown.changed() => break,
         };
-        connections.serve(Some(permit), stream, remote);
+        // Accepted first, then a slot waited for: a worker that waited for a slot before
+        // accepting would hold one while nothing came to its socket, and with the slots shared,
+        // idle workers could hold them all while connections queue at another worker's socket.
+        // Past the limit, each worker holds one accepted connection and the rest queue in the
+        // kernel.
+        let slots = connections.slots.clone();
+        tokio::select! {
+            permit = slots.acquire_owned() => {
+                let permit = permit.expect("the connection semaphore is never closed");
+                connections.serve(Some(permit), stream, remote);
+            }
+            _ = shutdown.changed() => {
+                // Served like those the drain finds queued beyond the limit.
+                connections.serve(None, stream, remote);
+                break;
+            }
+        }
     }
     connections.drain(listener, grace).await;
 }
@@ -448,21 +464,11 @@ async fn run_connection<E: std::fmt::Display>(
     log_connection_end(connection.await);
 }
 
-/// Waits for a free connection slot, then for a connection.
-async fn accept(
-    listener: &TcpListener,
-    slots: &Arc<Semaphore>,
-    name: &str,
-) -> (OwnedSemaphorePermit, tokio::net::TcpStream, SocketAddr) {
-    // The semaphore is never closed, so acquiring can only wait.
-    let permit = slots
-        .clone()
-        .acquire_owned()
-        .await
-        .expect("the connection semaphore is never closed");
+/// Waits for a connection.
+async fn accept(listener: &TcpListener, name: &str) -> (tokio::net::TcpStream, SocketAddr) {
     loop {
         match listener.accept().await {
-            Ok((stream, remote)) => return (permit, stream, remote),
+            Ok(accepted) => return accepted,
             Err(e) => {
                 // Typically out of file descriptors: back off a little instead of spinning.
                 tracing::warn!(listener = %name, error = %e, "accept failed");

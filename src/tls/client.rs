@@ -27,6 +27,7 @@ pub fn upstream_client(config: &ListenerConfig) -> Result<UpstreamClient, TlsErr
         tls,
         config.connect_timeout,
         config.upstream_idle_timeout,
+        config.workers,
     )
     .map_err(|e| TlsError::ServerName(e.to_string()))
 }

@@ -88,12 +88,14 @@ pub struct InvalidServerName(String);
 
 impl UpstreamClient {
     /// A client for `upstream`; with `tls` for an `https://` one. Idle connections close after
-    /// `idle_timeout`.
+    /// `idle_timeout`. Used by `workers` worker threads (`crate::workers`), whose idle
+    /// connections are kept apart; 0 when no worker uses it.
     pub fn new(
         upstream: &Upstream,
         tls: Option<ClientConfig>,
         connect_timeout: Duration,
         idle_timeout: Duration,
+        workers: usize,
     ) -> Result<UpstreamClient, InvalidServerName> {
         let authority = &upstream.authority;
         let host = authority
@@ -121,7 +123,7 @@ impl UpstreamClient {
                 tls,
                 connect_timeout,
             }),
-            pool: Pool::new(idle_timeout),
+            pool: Pool::new(idle_timeout, workers),
         })
     }
 

@@ -13,13 +13,10 @@ use std::time::{Duration, Instant};
 use super::conn::Connection;
 
 pub struct Pool {
-    shelves: [Shelf; SHELVES],
+    /// Shelf 0 serves the threads that are not workers, the others a worker each.
+    shelves: Box<[Shelf]>,
     idle_timeout: Duration,
 }
-
-/// Shelf 0 serves the threads that are not workers, the others one worker each; with more
-/// workers than that, some share a shelf.
-const SHELVES: usize = 16;
 
 /// One worker's idle connections, oldest at the front. Aligned so that two shelves never share a
 /// cache line, which the two workers' locks would otherwise pass back and forth.
@@ -33,11 +30,12 @@ struct Idle {
 }
 
 impl Pool {
-    /// A pool whose connections close after `idle_timeout` unused. Within a tokio runtime, a
-    /// task closes them even when no request comes to notice; it ends with the pool.
-    pub fn new(idle_timeout: Duration) -> Arc<Pool> {
+    /// A pool whose connections close after `idle_timeout` unused, with a shelf for each of
+    /// `workers` worker threads. Within a tokio runtime, a task closes them even when no request
+    /// comes to notice; it ends with the pool.
+    pub fn new(idle_timeout: Duration, workers: usize) -> Arc<Pool> {
         let pool = Arc::new(Pool {
-            shelves: Default::default(),
+            shelves: (0..=workers).map(|_| Shelf::default()).collect(),
             idle_timeout,
         });
         if !idle_timeout.is_zero() && tokio::runtime::Handle::try_current().is_ok() {
@@ -100,7 +98,7 @@ impl Pool {
     }
 
     fn own_shelf(&self) -> MutexGuard<'_, VecDeque<Idle>> {
-        lock(&self.shelves[crate::workers::shelf(SHELVES)])
+        lock(&self.shelves[crate::workers::shelf(self.shelves.len())])
     }
 }
 
