@@ -211,7 +211,6 @@ pub async fn serve(
         builders: Arc::new(Builders { http1, http2 }),
         tls,
         graceful: GracefulShutdown::new(),
-        slots: state.slots.clone(),
         state,
     };
 
@@ -225,7 +224,7 @@ pub async fn serve(
         // idle workers could hold them all while connections queue at another worker's socket.
         // Past the limit, each worker holds one accepted connection and the rest queue in the
         // kernel.
-        let slots = connections.slots.clone();
+        let slots = connections.state.slots.clone();
         tokio::select! {
             permit = slots.acquire_owned() => {
                 let permit = permit.expect("the connection semaphore is never closed");
@@ -241,13 +240,12 @@ pub async fn serve(
     connections.drain(listener, grace).await;
 }
 
-/// A listener's open connections: how they are served, counted and drained.
+/// One worker's share of a listener's open connections: how they are served, counted and drained.
 struct Connections {
     builders: Arc<Builders>,
     tls: Option<TlsAcceptor>,
     graceful: GracefulShutdown,
-    /// The listener's connection slots, shared with the other workers.
-    slots: Arc<Semaphore>,
+    /// Its connection slots (`state.slots`) are shared with the other workers.
     state: Arc<ListenerState>,
 }
 
@@ -339,12 +337,12 @@ impl Connections {
                 else {
                     continue;
                 };
-                let permit = self.slots.clone().try_acquire_owned().ok();
+                let permit = self.state.slots.clone().try_acquire_owned().ok();
                 self.serve(permit, stream, remote);
             }
         }
 
-        let all_closed = || self.slots.available_permits() == self.state.max_connections;
+        let all_closed = || self.state.slots.available_permits() == self.state.max_connections;
         let handover = (grace / 2).min(HANDOVER);
         while !all_closed() && started.elapsed() < handover {
             tokio::time::sleep(Duration::from_millis(20)).await;
