@@ -314,7 +314,8 @@ impl Connections {
     ///
     /// 1. Connections the kernel has completed but this process has not accepted yet are
     ///    accepted and served: closing the socket would reset them.
-    /// 2. The socket is closed, so new connections go to the other processes on the port.
+    /// 2. This worker's socket is closed, so new connections go to the other sockets on the
+    ///    port: a successor process's, or this process's other workers' until they close theirs.
     /// 3. For `HANDOVER` (at most half of `grace`), HTTP/1 connections stay open and each
     ///    one's next response carries `Connection: close`: a client learns to reconnect from an
     ///    answer, never from a connection closed under a request it was sending. This phase
