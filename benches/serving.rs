@@ -4,6 +4,8 @@
 //!
 //! Run: `cargo bench --bench serving` (everything), or name parts:
 //! `cargo bench --bench serving -- memory startup revocation commit idle peers`.
+//! `TOLLGATE=path/to/tollgate` measures another build of the server (the store is seeded by this
+//! tree's library), to compare two versions.
 //!
 //! Each part starts the real `tollgate` binary (release build) on a store seeded through the
 //! library, with a small upstream in this process. Figures are printed, never asserted, except
@@ -28,7 +30,13 @@ use tokio::net::TcpListener;
 use tollgate::store::Store;
 use tollgate::token::{TokenId, TokenRecord, TokenSecret, TokenSpec};
 
-const BINARY: &str = env!("CARGO_BIN_EXE_tollgate");
+/// The build measured: this tree's, or another one's (`TOLLGATE=path/to/tollgate`) to compare.
+fn binary() -> String {
+    std::env::var("TOLLGATE")
+        .ok()
+        .filter(|path| !path.is_empty())
+        .unwrap_or_else(|| env!("CARGO_BIN_EXE_tollgate").to_owned())
+}
 
 fn main() {
     let wanted: Vec<String> = std::env::args()
@@ -62,7 +70,7 @@ fn main() {
         runtime.block_on(revocation_under_load(upstream));
     }
     if runs("commit") {
-        commit_latency();
+        commit_latency(&runtime, upstream);
     }
     if runs("idle") {
         idle_connections(upstream);
@@ -249,16 +257,20 @@ async fn revocation_under_load(upstream: SocketAddr) {
 }
 
 /// A revoke's commit alone: the store's call, in this process, with no server and no network.
-/// Single revokes once with the cores idle, once with every core kept busy by threads spinning at
-/// the lowest priority (nice 19): what a durable commit costs on this machine's disk, and how
-/// much of that depends on the CPU being busy at all, whatever the priorities. Then one bulk
-/// revoke, cores idle.
-fn commit_latency() {
+/// Single revokes three times: with the cores idle; with every core kept busy by threads
+/// spinning at the lowest priority (nice 19); and with the cores busy with loopback traffic that
+/// does not pass through tollgate (64 connections from this process straight to the upstream, as
+/// in the revocation part but without the proxy). The measuring thread asks for the admin API's
+/// nice value, as the server's commit threads do. What a durable commit costs on this machine's
+/// disk, and whether what slows it is a busy CPU or traffic. Then one bulk revoke, cores idle.
+fn commit_latency(runtime: &tokio::runtime::Runtime, upstream: SocketAddr) {
     const SIZE: usize = 1_000_000;
     const REVOKES: usize = 1_000;
     const BULK: usize = 10_000;
-    let seeded = Seeded::new(SIZE, 2 * REVOKES + BULK);
+    const CONNECTIONS: usize = 64;
+    let seeded = Seeded::new(SIZE, 3 * REVOKES + BULK);
     let store = Store::open(&seeded.dir.path().join("tollgate.redb")).expect("store");
+    let favoured = tollgate::limits::favour_this_thread(tollgate::limits::ADMIN_NICE).is_ok();
     let measure = |tokens: &[Known]| {
         let mut times: Vec<Duration> = tokens
             .iter()
@@ -276,6 +288,7 @@ fn commit_latency() {
         (pct(0.50), pct(0.99))
     };
     let idle = measure(&seeded.known[..REVOKES]);
+
     let stop = Arc::new(AtomicBool::new(false));
     let spinners: Vec<_> = (0..=cores())
         .map(|_| {
@@ -294,7 +307,39 @@ fn commit_latency() {
     for spinner in spinners {
         spinner.join().expect("spinner");
     }
-    let bulk: Vec<TokenId> = seeded.known[2 * REVOKES..].iter().map(|t| t.id).collect();
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let answered = Arc::new(AtomicU64::new(0));
+    let load: Vec<_> = (0..CONNECTIONS)
+        .map(|_| {
+            let (stop, answered) = (stop.clone(), answered.clone());
+            runtime.spawn(async move {
+                let mut sender = connect(upstream).await;
+                while !stop.load(Ordering::Relaxed) {
+                    let request = Request::get("/load")
+                        .header("host", "bench")
+                        .body(Empty::<Bytes>::new())
+                        .expect("request");
+                    let response = sender.send_request(request).await.expect("upstream");
+                    let _ = response.into_body().collect().await;
+                    answered.fetch_add(1, Ordering::Relaxed);
+                }
+            })
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(500));
+    let (started, answered_before) = (Instant::now(), answered.load(Ordering::Relaxed));
+    let traffic = measure(&seeded.known[2 * REVOKES..3 * REVOKES]);
+    let traffic_rate = (answered.load(Ordering::Relaxed) - answered_before) as f64
+        / started.elapsed().as_secs_f64();
+    stop.store(true, Ordering::Relaxed);
+    runtime.block_on(async {
+        for task in load {
+            task.await.expect("load task");
+        }
+    });
+
+    let bulk: Vec<TokenId> = seeded.known[3 * REVOKES..].iter().map(|t| t.id).collect();
     let started = Instant::now();
     let outcome = store
         .revoke(&bulk, None, "bench", 1_800_000_000)
@@ -302,7 +347,14 @@ fn commit_latency() {
     let bulk_time = started.elapsed();
     assert_eq!(outcome.revoked.len(), BULK);
     println!();
-    println!("a single revoke's commit, store only ({SIZE} tokens, {REVOKES} revokes each)");
+    println!(
+        "a single revoke's commit, store only ({SIZE} tokens, {REVOKES} revokes each, measured at nice {})",
+        if favoured {
+            tollgate::limits::ADMIN_NICE
+        } else {
+            0
+        }
+    );
     println!("| cores | p50 | p99 |");
     println!("|---|---|---|");
     println!("| idle | {:.2} ms | {:.2} ms |", idle.0, idle.1);
@@ -311,6 +363,10 @@ fn commit_latency() {
         cores() + 1,
         busy.0,
         busy.1
+    );
+    println!(
+        "| busy with loopback traffic, not through tollgate ({CONNECTIONS} connections to the upstream, {:.0} requests/s) | {:.2} ms | {:.2} ms |",
+        traffic_rate, traffic.0, traffic.1
     );
     println!(
         "one bulk revoke of {BULK} tokens, store only, cores idle: {:.0} ms",
@@ -514,7 +570,7 @@ impl Server {
             ),
         )
         .expect("config");
-        let child = Command::new(BINARY)
+        let child = Command::new(binary())
             .args(["serve", "--config"])
             .arg(&config)
             .stdout(Stdio::null())
