@@ -19,6 +19,7 @@
 #   ROUNDS=5 DURATION=20s benches/proxy.sh
 #   BASELINE=/tmp/old/target/release/tollgate benches/proxy.sh
 #   BODY=16384 benches/proxy.sh          # the upstream answers with that many bytes, like a config
+#   RESULTS=/tmp/run.txt benches/proxy.sh  # also keeps every round's raw figures in that file
 #
 # BASELINE adds a system, "baseline-token": the token route served by another build of tollgate,
 # so that a change is measured against what it changes in the same run.
@@ -223,6 +224,7 @@ for round in $(seq 1 "$ROUNDS"); do
     echo "$round $s one $measured" >>"$results"
   done
 done
+if [[ -n ${RESULTS:-} ]]; then cp "$results" "$RESULTS"; fi
 
 python3 - "$results" "$CONNECTIONS" "$ROUNDS" "$DURATION" "$TOKENS" "${BODY:-16}" "${systems[@]}" <<'EOF'
 import sys
@@ -266,17 +268,20 @@ def rps(r, s):
     return by_round[(r, s, "many")][0]
 def added(r, s):
     return by_round[(r, s, "one")][1] - by_round[(r, "direct", "one")][1]
+def p99(r, s):
+    return by_round[(r, s, "many")][2]
 ratio = lambda v: f"{v:.2f}"
 micros = lambda v: f"{v:+.0f} µs"
 print(f"Within each round: median (lowest to highest) of {rounds} rounds")
 print()
-print(f"| system | × nginx at {conns} conns | × direct | added p50 at 1 conn | added p50 − nginx's |")
-print("|---|---|---|---|---|")
+print(f"| system | × nginx at {conns} conns | × direct | p99 ÷ nginx's at {conns} conns | added p50 at 1 conn | added p50 − nginx's |")
+print("|---|---|---|---|---|---|")
 for s in systems:
     if s in ("direct", "nginx"):
         continue
     print(f"| {s} | {spread(per_round(lambda r: rps(r, s) / rps(r, 'nginx')), ratio)} "
           f"| {spread(per_round(lambda r: rps(r, s) / rps(r, 'direct')), ratio)} "
+          f"| {spread(per_round(lambda r: p99(r, s) / p99(r, 'nginx')), ratio)} "
           f"| {spread(per_round(lambda r: added(r, s)), micros)} "
           f"| {spread(per_round(lambda r: added(r, s) - added(r, 'nginx')), micros)} |")
 print()
