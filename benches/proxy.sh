@@ -24,6 +24,8 @@
 # BASELINE adds a system, "baseline-token": the token route served by another build of tollgate,
 # so that a change is measured against what it changes in the same run.
 set -euo pipefail
+# RESULTS is a path from where the script was called.
+if [[ -n ${RESULTS:-} ]]; then RESULTS=$(realpath -m -- "$RESULTS"); fi
 cd "$(dirname "$0")/.."
 
 ROUNDS=${ROUNDS:-3}

@@ -4,11 +4,13 @@
 //!
 //! Run: `cargo bench --bench serving` (everything), or name parts:
 //! `cargo bench --bench serving -- memory startup revocation commit idle peers`.
-//! `TOLLGATE=path/to/tollgate` measures another build of the server (the store is seeded by this
-//! tree's library), to compare two versions.
+//! `TOLLGATE=path/to/tollgate` measures another build of the server in the parts that start one
+//! (all but `commit`), to compare two versions; the store is seeded by this tree's library, so
+//! the other build must read its schema.
 //!
-//! Each part starts the real `tollgate` binary (release build) on a store seeded through the
-//! library, with a small upstream in this process. Figures are printed, never asserted, except
+//! Each part but `commit` starts the real `tollgate` binary (this tree's release build, or
+//! `TOLLGATE`'s) on a store seeded through the library, with a small upstream in this process;
+//! `commit` calls the store in this process. Figures are printed, never asserted, except
 //! the one promise that is not a speed: no request sent after a revoke's reply is accepted.
 
 use std::convert::Infallible;
