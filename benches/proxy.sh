@@ -10,7 +10,8 @@
 #
 # Each system is measured at 64 connections (throughput, p50, p99) and at 1 connection (added
 # latency), ROUNDS times, the systems alternating within each round so that machine drift hits them
-# alike; the table shows the median round. It also counts the CPU time each system's serving
+# alike; the first table shows the median round, the second each comparison made within each round
+# (throughput and p99 against nginx's, added latency), median and range. It also counts the CPU time each system's serving
 # processes spent per request, on a shared machine whose speed drifts the steadiest comparison,
 # and that of the upstream and of wrk, which share the two cores with them. Installs wrk and nginx
 # from Debian's packages if missing.
