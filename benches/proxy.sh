@@ -12,8 +12,9 @@
 # latency), ROUNDS times, the systems alternating within each round so that machine drift hits them
 # alike; the first table shows the median round, the second each comparison made within each round
 # (throughput and p99 against nginx's, added latency), median and range. It also counts the CPU time each system's serving
-# processes spent per request, on a shared machine whose speed drifts the steadiest comparison,
-# and that of the upstream and of wrk, which share the two cores with them. Installs wrk and nginx
+# processes spent per request, on a shared machine whose speed drifts the steadiest comparison:
+# at 1 connection split into user and system time (the proxy's own work, and the kernel's), and at
+# 64 connections beside that of the upstream and of wrk, which share the two cores with them. Installs wrk and nginx
 # from Debian's packages if missing.
 #
 #   benches/proxy.sh                      # ROUNDS=3 DURATION=10s by default
@@ -291,6 +292,29 @@ print()
 print("token route / public route, within each round: "
       + spread(per_round(lambda r: rps(r, "tollgate-token") / rps(r, "tollgate-public")),
                lambda v: f"{v:.3f}"))
+print()
+# At one connection a request's latency is the sum of what each process does for it, so the
+# added latency's share that is the proxy's own work shows here: its user time (parsing, checking,
+# forwarding) apart from its system time (the sockets, and waking the process at the other end).
+def cpu_one(r, s, i):
+    return by_round[(r, s, "one")][i]
+print(f"At 1 connection, the proxy's CPU time per request: median (lowest to highest) of {rounds} rounds")
+print()
+print("| system | user | system | user − nginx's | system − nginx's |")
+print("|---|---|---|---|---|")
+us = lambda v: f"{v:.1f} µs"
+signed_us = lambda v: f"{v:+.1f} µs"
+for s in systems:
+    if s == "direct":
+        continue
+    user = spread(per_round(lambda r: cpu_one(r, s, 3)), us)
+    system = spread(per_round(lambda r: cpu_one(r, s, 4)), us)
+    if s == "nginx":
+        print(f"| {s} | {user} | {system} | – | – |")
+        continue
+    print(f"| {s} | {user} | {system} "
+          f"| {spread(per_round(lambda r: cpu_one(r, s, 3) - cpu_one(r, 'nginx', 3)), signed_us)} "
+          f"| {spread(per_round(lambda r: cpu_one(r, s, 4) - cpu_one(r, 'nginx', 4)), signed_us)} |")
 print()
 # Where the time of the two cores goes at 64 connections, per request. The cores are shared by
 # wrk, the upstream and the proxy, so a proxy's throughput against the direct path is bounded by
