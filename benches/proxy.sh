@@ -11,11 +11,12 @@
 # Each system is measured at 64 connections (throughput, p50, p99) and at 1 connection (added
 # latency), ROUNDS times, the systems alternating within each round so that machine drift hits them
 # alike; the first table shows the median round, the second each comparison made within each round
-# (throughput and p99 against nginx's, added latency), median and range. It also counts the CPU time each system's serving
-# processes spent per request, on a shared machine whose speed drifts the steadiest comparison:
-# at 1 connection split into user and system time (the proxy's own work, and the kernel's), and at
-# 64 connections beside that of the upstream and of wrk, which share the two cores with them. Installs wrk and nginx
-# from Debian's packages if missing.
+# (throughput and p99 against nginx's, added latency), median and range. It also counts the CPU
+# time each system's serving processes spent per request, on a shared machine whose speed drifts
+# the steadiest comparison: for each proxy at 1 connection, its user and system time (its own
+# work, and the kernel's for it) within each round and their differences from nginx's; at 64
+# connections, its user and system time beside that of the upstream and of wrk, which share the
+# two cores with it. Installs wrk and nginx from Debian's packages if missing.
 #
 #   benches/proxy.sh                      # ROUNDS=3 DURATION=10s by default
 #   ROUNDS=5 DURATION=20s benches/proxy.sh
@@ -300,7 +301,7 @@ def cpu_one(r, s, i):
     return by_round[(r, s, "one")][i]
 print(f"At 1 connection, the proxy's CPU time per request: median (lowest to highest) of {rounds} rounds")
 print()
-print("| system | user | system | user − nginx's | system − nginx's |")
+print("| system | user time | system time | user − nginx's | system − nginx's |")
 print("|---|---|---|---|---|")
 us = lambda v: f"{v:.1f} µs"
 signed_us = lambda v: f"{v:+.1f} µs"
