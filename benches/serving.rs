@@ -72,8 +72,8 @@ fn main() {
         runtime.block_on(revocation_under_load(upstream));
     }
     if runs("commit") {
-        // On a thread of its own: it asks for the admin API's nice value, which must not stay
-        // with the parts after it.
+        // On a thread of its own: it asks for the admin API's threads' priority, which must not
+        // stay with the parts after it.
         let runtime = runtime.handle().clone();
         std::thread::spawn(move || commit_latency(&runtime, upstream))
             .join()
@@ -130,20 +130,21 @@ async fn revocation_under_load(upstream: SocketAddr) {
     const SINGLE_REVOKES: usize = 1_000;
     const BULK: usize = 10_000;
     // known[0] is revoked under load, known[1] keeps the load on afterwards, then the tokens
-    // for the single revokes, then those for the bulk revoke.
-    let seeded = tokio::task::spawn_blocking(|| Seeded::new(SIZE, 2 + SINGLE_REVOKES + BULK))
+    // for the single revokes (two sets: see the operators below), then those for the bulk
+    // revoke.
+    let seeded = tokio::task::spawn_blocking(|| Seeded::new(SIZE, 2 + 2 * SINGLE_REVOKES + BULK))
         .await
         .expect("seed");
     let server = seeded.start(upstream, false);
     let proxy = server.proxy;
-    let admin = Admin::new(server.admin, &server.admin_token);
+    let admin = Arc::new(Admin::new(server.admin, &server.admin_token));
     let victim = seeded.known[0].clone();
     let steady = seeded.known[1].clone();
-    let single_ids: Vec<String> = seeded.known[2..2 + SINGLE_REVOKES]
+    let single_ids: Vec<String> = seeded.known[2..2 + 2 * SINGLE_REVOKES]
         .iter()
         .map(|t| t.id.to_string())
         .collect();
-    let bulk_ids: Vec<String> = seeded.known[2 + SINGLE_REVOKES..]
+    let bulk_ids: Vec<String> = seeded.known[2 + 2 * SINGLE_REVOKES..]
         .iter()
         .map(|t| format!("\"{}\"", t.id))
         .collect();
@@ -196,44 +197,48 @@ async fn revocation_under_load(upstream: SocketAddr) {
     }
     tokio::time::sleep(Duration::from_secs(2)).await;
 
-    // The operator: a thread and runtime of its own, as the command line in a process of its
-    // own would be, so that the load's tasks and the upstream's, on this runtime, do not delay
-    // it. The revoke's reply time is taken there, the moment the reply is read.
-    let operator = {
+    // Two operators, each on a thread and runtime of its own, as the command line in a process
+    // of its own would be, so that the load's tasks and the upstream's, on this runtime, do not
+    // delay them. One runs at the process's priority: on these two cores its own wake-up, when
+    // the reply arrives, waits behind the load generator's threads, which on a deployment run on
+    // other machines. The other asks for the admin API's threads' priority, so that its figure is
+    // tollgate's reply time. They take turns, 100 revokes each, so that drift hits both alike.
+    let conductor = {
         let (switch, revoked_at) = (switch.clone(), revoked_at.clone());
         std::thread::spawn(move || {
-            let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .expect("operator runtime");
-            runtime.block_on(async move {
-                admin
-                    .post(&format!("/api/v1/tokens/{}/revoke", victim.id), "{}")
-                    .await;
-                revoked_at.store(epoch.elapsed().as_nanos() as u64, Ordering::SeqCst);
-                tokio::time::sleep(Duration::from_secs(1)).await;
-                switch.store(true, Ordering::Relaxed);
-                tokio::time::sleep(Duration::from_millis(200)).await;
+            let ordinary = Operator::start(admin.clone(), false);
+            let favoured = Operator::start(admin, true);
+            let (_, replied) = ordinary.post(format!("/api/v1/tokens/{}/revoke", victim.id), "{}");
+            revoked_at.store(
+                replied.duration_since(epoch).as_nanos() as u64,
+                Ordering::SeqCst,
+            );
+            std::thread::sleep(Duration::from_secs(1));
+            switch.store(true, Ordering::Relaxed);
+            std::thread::sleep(Duration::from_millis(200));
 
-                let mut single = Vec::with_capacity(SINGLE_REVOKES);
-                for id in &single_ids {
-                    let started = Instant::now();
-                    admin
-                        .post(&format!("/api/v1/tokens/{id}/revoke"), "{}")
-                        .await;
-                    single.push(started.elapsed());
+            let (mut at_ordinary, mut at_favoured) = (Vec::new(), Vec::new());
+            for (turn, ids) in single_ids.chunks(100).enumerate() {
+                let (operator, times) = if turn % 2 == 0 {
+                    (&ordinary, &mut at_ordinary)
+                } else {
+                    (&favoured, &mut at_favoured)
+                };
+                for id in ids {
+                    let (took, _) = operator.post(format!("/api/v1/tokens/{id}/revoke"), "{}");
+                    times.push(took);
                 }
-                let body = format!("{{\"ids\":[{}]}}", bulk_ids.join(","));
-                let started = Instant::now();
-                admin.post("/api/v1/tokens/revoke", &body).await;
-                (single, started.elapsed())
-            })
+            }
+            let body = format!("{{\"ids\":[{}]}}", bulk_ids.join(","));
+            let (bulk, _) = favoured.post("/api/v1/tokens/revoke".to_owned(), &body);
+            (at_ordinary, at_favoured, favoured.favour, bulk)
         })
     };
-    let (mut single, bulk) = tokio::task::spawn_blocking(move || operator.join())
-        .await
-        .expect("join")
-        .expect("the operator thread");
+    let (mut at_ordinary, mut at_favoured, favour, bulk) =
+        tokio::task::spawn_blocking(move || conductor.join())
+            .await
+            .expect("join")
+            .expect("the operators' thread");
 
     stop.store(true, Ordering::Relaxed);
     let (mut sent, mut accepted_after) = (0, 0);
@@ -242,8 +247,12 @@ async fn revocation_under_load(upstream: SocketAddr) {
         sent += s;
         accepted_after += a;
     }
-    single.sort();
-    let pct = |p: f64| single[((single.len() as f64 * p) as usize).min(single.len() - 1)];
+    let percentiles = |times: &mut Vec<Duration>| {
+        times.sort();
+        let pct = |p: f64| ms(times[((times.len() as f64 * p) as usize).min(times.len() - 1)]);
+        (pct(0.50), pct(0.99))
+    };
+    let (ordinary, favoured) = (percentiles(&mut at_ordinary), percentiles(&mut at_favoured));
     println!();
     println!(
         "revocation under load: {SIZE} tokens, {CONNECTIONS} connections sending one token ({sent} requests)"
@@ -252,11 +261,17 @@ async fn revocation_under_load(upstream: SocketAddr) {
     println!("|---|---|");
     println!("| requests accepted after the revoke reply | {accepted_after} |");
     println!(
-        "| single revoke under load, p50 / p99 ({SINGLE_REVOKES}) | {:.2} / {:.2} ms |",
-        ms(pct(0.50)),
-        ms(pct(0.99))
+        "| single revoke under load, p50 / p99 ({SINGLE_REVOKES}, the operator favoured: {favour}) | {:.2} / {:.2} ms |",
+        favoured.0, favoured.1
     );
-    println!("| one bulk revoke of {BULK} tokens | {:.0} ms |", ms(bulk));
+    println!(
+        "| single revoke under load, p50 / p99 ({SINGLE_REVOKES}, the operator at the process's priority) | {:.2} / {:.2} ms |",
+        ordinary.0, ordinary.1
+    );
+    println!(
+        "| one bulk revoke of {BULK} tokens (the operator favoured) | {:.0} ms |",
+        ms(bulk)
+    );
     assert_eq!(
         accepted_after, 0,
         "a request sent after the revoke reply was accepted"
@@ -268,7 +283,7 @@ async fn revocation_under_load(upstream: SocketAddr) {
 /// spinning at the lowest priority (nice 19); and with the cores busy with loopback traffic that
 /// does not pass through tollgate (64 connections from this process straight to the upstream, as
 /// in the revocation part but without the proxy). The measuring thread asks for the admin API's
-/// nice value, as the server's commit threads do. What a durable commit costs on this machine's
+/// threads' priority (real-time, else nice -10), as the server's commit threads do. What a durable commit costs on this machine's
 /// disk, and whether what slows it is a busy CPU or traffic. Then one bulk revoke, cores idle.
 fn commit_latency(runtime: &tokio::runtime::Handle, upstream: SocketAddr) {
     const SIZE: usize = 1_000_000;
@@ -277,7 +292,11 @@ fn commit_latency(runtime: &tokio::runtime::Handle, upstream: SocketAddr) {
     const CONNECTIONS: usize = 64;
     let seeded = Seeded::new(SIZE, 3 * REVOKES + BULK);
     let store = Store::open(&seeded.dir.path().join("tollgate.redb")).expect("store");
-    let favoured = tollgate::limits::favour_this_thread(tollgate::limits::ADMIN_NICE).is_ok();
+    let favour = match tollgate::limits::favour_this_thread() {
+        Ok(tollgate::limits::Favour::RealTime) => "real-time (SCHED_FIFO)".to_owned(),
+        Ok(tollgate::limits::Favour::Nice) => format!("nice {}", tollgate::limits::ADMIN_NICE),
+        Err(_) => "the process's priority".to_owned(),
+    };
     let measure = |tokens: &[Known]| {
         let mut times: Vec<Duration> = tokens
             .iter()
@@ -355,12 +374,7 @@ fn commit_latency(runtime: &tokio::runtime::Handle, upstream: SocketAddr) {
     assert_eq!(outcome.revoked.len(), BULK);
     println!();
     println!(
-        "a single revoke's commit, store only ({SIZE} tokens, {REVOKES} revokes each, measured at nice {})",
-        if favoured {
-            tollgate::limits::ADMIN_NICE
-        } else {
-            0
-        }
+        "a single revoke's commit, store only ({SIZE} tokens, {REVOKES} revokes each, measured at {favour})"
     );
     println!("| cores | p50 | p99 |");
     println!("|---|---|---|");
@@ -684,6 +698,58 @@ async fn connect(addr: SocketAddr) -> hyper::client::conn::http1::SendRequest<Em
 }
 
 /// The admin API over one keep-alive connection.
+/// An operator's client on a thread and runtime of its own (see `revocation_under_load`).
+struct Operator {
+    calls: std::sync::mpsc::Sender<(String, String)>,
+    replies: std::sync::mpsc::Receiver<(Duration, Instant)>,
+    /// The priority its thread runs at, for the figures' labels.
+    favour: String,
+}
+
+impl Operator {
+    /// `favoured`: the thread asks for the admin API's threads' priority.
+    fn start(admin: Arc<Admin>, favoured: bool) -> Operator {
+        let (calls, incoming) = std::sync::mpsc::channel::<(String, String)>();
+        let (outgoing, replies) = std::sync::mpsc::channel();
+        let (said, favour) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            use tollgate::limits::{ADMIN_NICE, Favour, favour_this_thread};
+            let _ = said.send(match favoured.then(favour_this_thread) {
+                None => "the process's priority".to_owned(),
+                Some(Ok(Favour::RealTime)) => "real-time".to_owned(),
+                Some(Ok(Favour::Nice)) => format!("nice {ADMIN_NICE}"),
+                Some(Err(_)) => "refused, the process's priority".to_owned(),
+            });
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("operator runtime");
+            for (path, body) in incoming {
+                let started = Instant::now();
+                runtime.block_on(admin.post(&path, &body));
+                let replied = Instant::now();
+                if outgoing.send((replied - started, replied)).is_err() {
+                    break;
+                }
+            }
+        });
+        Operator {
+            calls,
+            replies,
+            favour: favour.recv().expect("the operator's priority"),
+        }
+    }
+
+    /// Makes one call and returns how long its reply took and when it was read, both taken on
+    /// the operator's thread.
+    fn post(&self, path: String, body: &str) -> (Duration, Instant) {
+        self.calls
+            .send((path, body.to_owned()))
+            .expect("the operator's thread");
+        self.replies.recv().expect("the operator's reply")
+    }
+}
+
 struct Admin {
     addr: SocketAddr,
     auth: String,

@@ -3,7 +3,7 @@
 //! (`max_connections`, 16,384 by default). Like nginx's `worker_rlimit_nofile`, tollgate raises
 //! its soft limit to the hard limit the operator allowed (systemd's `LimitNOFILE`, `ulimit -Hn`).
 //!
-//! And the admin API's scheduling priority: see [`favour_this_thread`].
+//! And the admin API's threads' scheduling: see [`favour_this_thread`].
 
 use rustix::process::{Resource, getrlimit, setpriority_process, setrlimit};
 
@@ -33,18 +33,53 @@ pub fn raise_open_files() -> Option<u64> {
     }
 }
 
-/// The nice value the admin API's threads ask for.
+/// The nice value the admin API's threads fall back to when real-time scheduling is refused.
 pub const ADMIN_NICE: i32 = -10;
 
-/// Gives the calling thread the nice value `nice` (Linux sets it per thread). Under full proxy
-/// load every core is busy; a revoke sleeps in its commit's flushes and, woken, waits behind the
-/// data path's threads for a core, several times over. A higher priority for the few admin
-/// threads makes its reply wait for the disk only, and costs the data path nothing it would
-/// notice: they are idle but for an operator's call. A lower nice value than the process's needs
-/// `CAP_SYS_NICE` (or root, or an `RLIMIT_NICE` that allows it); without it the thread keeps its
-/// priority, and the error says why.
-pub fn favour_this_thread(nice: i32) -> rustix::io::Result<()> {
-    setpriority_process(Some(rustix::thread::gettid()), nice)
+/// How far the calling thread was raised above the data path's threads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Favour {
+    /// `SCHED_FIFO` at its lowest priority (1): woken, it runs at once.
+    RealTime,
+    /// Nice [`ADMIN_NICE`] under the ordinary scheduler: a larger share of a busy core.
+    Nice,
+}
+
+/// Why the calling thread keeps the process's priority: both requests' refusals.
+#[derive(Debug)]
+pub struct NotFavoured {
+    pub real_time: std::io::Error,
+    pub nice: rustix::io::Errno,
+}
+
+/// Raises the calling thread above the data path's threads (Linux schedules each thread on its
+/// own). Under full proxy load every core is busy; a revoke sleeps in its commit's flushes and,
+/// woken each time, waits for a core. At nice -10 that wait still reached milliseconds: the
+/// ordinary scheduler lets the thread on the core finish its slice first. A real-time thread
+/// (`SCHED_FIFO`) takes the core when it wakes, so the reply waits for the disk and little
+/// else. The admin threads are idle but for an operator's call, so the data path loses nothing
+/// it would notice; a long call (a bulk import) takes at most the one core its thread runs on,
+/// and the kernel's real-time throttling leaves the other threads a share of that one too.
+///
+/// Real-time scheduling needs `CAP_SYS_NICE` (or root) or an `RLIMIT_RTPRIO` of at least 1;
+/// refused, the thread asks for nice [`ADMIN_NICE`], which needs `CAP_SYS_NICE` or an
+/// `RLIMIT_NICE` that allows it; refused both, it keeps its priority and the errors say why.
+pub fn favour_this_thread() -> Result<Favour, NotFavoured> {
+    let real_time = match thread_priority::unix::set_thread_priority_and_policy(
+        thread_priority::unix::thread_native_id(),
+        thread_priority::ThreadPriority::Min,
+        thread_priority::unix::ThreadSchedulePolicy::Realtime(
+            thread_priority::unix::RealtimeThreadSchedulePolicy::Fifo,
+        ),
+    ) {
+        Ok(()) => return Ok(Favour::RealTime),
+        Err(thread_priority::Error::OS(code)) => std::io::Error::from_raw_os_error(code),
+        Err(other) => std::io::Error::other(other.to_string()),
+    };
+    match setpriority_process(Some(rustix::thread::gettid()), ADMIN_NICE) {
+        Ok(()) => Ok(Favour::Nice),
+        Err(nice) => Err(NotFavoured { real_time, nice }),
+    }
 }
 
 #[cfg(test)]
@@ -52,27 +87,107 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_favoured_thread_has_the_nice_value_or_the_reason_why_not() {
-        // On a thread of its own: the nice value is per thread, and stays with it.
+    fn a_favoured_thread_is_real_time_or_nice_or_says_why_not() {
+        use thread_priority::unix::{
+            RealtimeThreadSchedulePolicy, ThreadSchedulePolicy, thread_schedule_policy,
+        };
+        // On a thread of its own: priorities are per thread, and stay with it.
         std::thread::spawn(|| {
             let me = Some(rustix::thread::gettid());
             let before = rustix::process::getpriority_process(me).unwrap();
-            match favour_this_thread(ADMIN_NICE) {
-                Ok(()) => assert_eq!(
-                    rustix::process::getpriority_process(me).unwrap(),
-                    ADMIN_NICE
+            let ordinary = thread_schedule_policy().unwrap();
+            assert!(matches!(ordinary, ThreadSchedulePolicy::Normal(_)));
+            match favour_this_thread() {
+                Ok(Favour::RealTime) => assert_eq!(
+                    thread_schedule_policy().unwrap(),
+                    ThreadSchedulePolicy::Realtime(RealtimeThreadSchedulePolicy::Fifo)
                 ),
-                Err(e) => {
-                    assert!(
-                        [rustix::io::Errno::ACCESS, rustix::io::Errno::PERM].contains(&e),
-                        "{e}"
+                Ok(Favour::Nice) => {
+                    assert_eq!(thread_schedule_policy().unwrap(), ordinary);
+                    assert_eq!(
+                        rustix::process::getpriority_process(me).unwrap(),
+                        ADMIN_NICE
                     );
+                }
+                Err(refused) => {
+                    let denied = [rustix::io::Errno::PERM, rustix::io::Errno::ACCESS]
+                        .map(|e| Some(e.raw_os_error()));
+                    assert!(
+                        denied.contains(&refused.real_time.raw_os_error()),
+                        "{}",
+                        refused.real_time
+                    );
+                    assert!(
+                        [rustix::io::Errno::ACCESS, rustix::io::Errno::PERM]
+                            .contains(&refused.nice),
+                        "{}",
+                        refused.nice
+                    );
+                    assert_eq!(thread_schedule_policy().unwrap(), ordinary);
                     assert_eq!(rustix::process::getpriority_process(me).unwrap(), before);
                 }
             }
             // The process's main thread keeps its own.
             let main = Some(rustix::process::getpid());
             assert_eq!(rustix::process::getpriority_process(main).unwrap(), before);
+        })
+        .join()
+        .unwrap();
+        // Nor did this thread change.
+        assert!(matches!(
+            thread_schedule_policy().unwrap(),
+            ThreadSchedulePolicy::Normal(_)
+        ));
+    }
+
+    #[test]
+    fn refused_real_time_a_favoured_thread_falls_back_to_nice() {
+        use rustix::process::Rlimit;
+        use rustix::thread::{CapabilitySet, capabilities, set_capabilities};
+        std::thread::spawn(|| {
+            // This thread alone gives up CAP_SYS_NICE (capabilities are per thread): the
+            // limits decide, as for a service without the capability.
+            let mut sets = capabilities(None).unwrap();
+            sets.effective.remove(CapabilitySet::SYS_NICE);
+            set_capabilities(None, sets).unwrap();
+            let (rtprio, nice) = (getrlimit(Resource::Rtprio), getrlimit(Resource::Nice));
+            let no_real_time = Rlimit {
+                current: Some(0),
+                maximum: rtprio.maximum,
+            };
+            setrlimit(Resource::Rtprio, no_real_time).unwrap();
+            // An RLIMIT_NICE of 30 allows nice values down to -10 (systemd's LimitNICE=30).
+            // Raising the hard limit needs CAP_SYS_RESOURCE; without it, both are refused.
+            let nice_allowed = setrlimit(
+                Resource::Nice,
+                Rlimit {
+                    current: Some(30),
+                    maximum: Some(nice.maximum.map_or(30, |max| max.max(30))),
+                },
+            )
+            .is_ok();
+            let favoured = favour_this_thread();
+            setrlimit(Resource::Rtprio, rtprio).unwrap();
+            setrlimit(Resource::Nice, nice).unwrap();
+
+            let me = Some(rustix::thread::gettid());
+            match favoured {
+                Ok(Favour::Nice) => {
+                    assert!(nice_allowed);
+                    assert_eq!(
+                        rustix::process::getpriority_process(me).unwrap(),
+                        ADMIN_NICE
+                    );
+                }
+                Err(refused) => {
+                    assert!(!nice_allowed, "nice -10 refused: {}", refused.nice);
+                    assert_eq!(
+                        refused.real_time.raw_os_error(),
+                        Some(rustix::io::Errno::PERM.raw_os_error())
+                    );
+                }
+                Ok(Favour::RealTime) => panic!("real-time without the capability or the limit"),
+            }
         })
         .join()
         .unwrap();

@@ -301,17 +301,24 @@ fn serve_admin_on_own_thread(
     std::thread::Builder::new()
         .name("tollgate-admin".into())
         .spawn(move || {
-            match crate::limits::favour_this_thread(crate::limits::ADMIN_NICE) {
-                Ok(()) => tracing::debug!(
-                    nice = crate::limits::ADMIN_NICE,
-                    "the admin API runs at a raised priority"
+            use crate::limits::{ADMIN_NICE, Favour, favour_this_thread};
+            match favour_this_thread() {
+                Ok(Favour::RealTime) => {
+                    tracing::debug!("the admin API runs real-time (SCHED_FIFO, priority 1)")
+                }
+                Ok(Favour::Nice) => tracing::info!(
+                    nice = ADMIN_NICE,
+                    "the admin API runs at a raised nice value, not real-time: that needs an \
+                     RLIMIT_RTPRIO of 1 (systemd: LimitRTPRIO=1) or CAP_SYS_NICE; under full \
+                     proxy load its replies may wait a few milliseconds for a core"
                 ),
-                Err(e) => tracing::info!(
-                    error = %e,
-                    nice = crate::limits::ADMIN_NICE,
+                Err(refused) => tracing::info!(
+                    real_time = %refused.real_time,
+                    nice = %refused.nice,
                     "the admin API runs at the process's priority: raising it needs an \
-                     RLIMIT_NICE of 30 (systemd: LimitNICE=30) or CAP_SYS_NICE; under full \
-                     proxy load its replies may wait for a core"
+                     RLIMIT_RTPRIO of 1 (systemd: LimitRTPRIO=1), an RLIMIT_NICE of 30 \
+                     (LimitNICE=30) or CAP_SYS_NICE; under full proxy load its replies may \
+                     wait for a core"
                 ),
             }
             let served = tokio::runtime::Builder::new_current_thread()
@@ -319,7 +326,7 @@ fn serve_admin_on_own_thread(
                 // The blocking threads run the store's commits: favoured too, quietly (the
                 // admin thread said whether it could be).
                 .on_thread_start(|| {
-                    let _ = crate::limits::favour_this_thread(crate::limits::ADMIN_NICE);
+                    let _ = favour_this_thread();
                 })
                 .build()
                 .and_then(|runtime| {

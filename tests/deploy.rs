@@ -184,7 +184,9 @@ fn the_systemd_unit_runs_unprivileged_and_hardened() {
         ("RestrictNamespaces", "yes"),
         ("LockPersonality", "yes"),
         ("LimitNOFILE", "65536"),
-        // The admin API's threads may take nice -10 (limits::ADMIN_NICE) without a capability.
+        // The admin API's threads may run real-time (limits::favour_this_thread), else at
+        // nice -10 (limits::ADMIN_NICE), without a capability.
+        ("LimitRTPRIO", "1"),
         ("LimitNICE", "30"),
         ("Restart", "on-failure"),
         ("KillSignal", "SIGTERM"),
