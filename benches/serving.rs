@@ -202,16 +202,19 @@ async fn revocation_under_load(upstream: SocketAddr) {
     // delay them. One runs at the process's priority: on these two cores its own wake-up, when
     // the reply arrives, waits behind the load generator's threads, which on a deployment run on
     // other machines. The other asks for the admin API's threads' priority, so that its figure is
-    // tollgate's reply time. They take turns, 100 revokes each, so that drift hits both alike.
+    // tollgate's reply time. They take turns of 100 revokes, 1,000 each, so that drift hits both
+    // alike.
     let conductor = {
         let (switch, revoked_at) = (switch.clone(), revoked_at.clone());
         std::thread::spawn(move || {
             let ordinary = Operator::start(admin.clone(), false);
             let favoured = Operator::start(admin, true);
-            let (_, replied) = ordinary.post(format!("/api/v1/tokens/{}/revoke", victim.id), "{}");
-            revoked_at.store(
-                replied.duration_since(epoch).as_nanos() as u64,
-                Ordering::SeqCst,
+            // The moment the reply is read is noted on the operator's thread, before anything
+            // else runs there: a request sent after it and accepted breaks the promise.
+            ordinary.revoke_noting_reply(
+                format!("/api/v1/tokens/{}/revoke", victim.id),
+                revoked_at,
+                epoch,
             );
             std::thread::sleep(Duration::from_secs(1));
             switch.store(true, Ordering::Relaxed);
@@ -225,12 +228,12 @@ async fn revocation_under_load(upstream: SocketAddr) {
                     (&favoured, &mut at_favoured)
                 };
                 for id in ids {
-                    let (took, _) = operator.post(format!("/api/v1/tokens/{id}/revoke"), "{}");
+                    let took = operator.post(format!("/api/v1/tokens/{id}/revoke"), "{}");
                     times.push(took);
                 }
             }
             let body = format!("{{\"ids\":[{}]}}", bulk_ids.join(","));
-            let (bulk, _) = favoured.post("/api/v1/tokens/revoke".to_owned(), &body);
+            let bulk = favoured.post("/api/v1/tokens/revoke".to_owned(), &body);
             (at_ordinary, at_favoured, favoured.favour, bulk)
         })
     };
@@ -269,7 +272,7 @@ async fn revocation_under_load(upstream: SocketAddr) {
         ordinary.0, ordinary.1
     );
     println!(
-        "| one bulk revoke of {BULK} tokens (the operator favoured) | {:.0} ms |",
+        "| one bulk revoke of {BULK} tokens (the operator favoured: {favour}) | {:.0} ms |",
         ms(bulk)
     );
     assert_eq!(
@@ -292,9 +295,26 @@ fn commit_latency(runtime: &tokio::runtime::Handle, upstream: SocketAddr) {
     const CONNECTIONS: usize = 64;
     let seeded = Seeded::new(SIZE, 3 * REVOKES + BULK);
     let store = Store::open(&seeded.dir.path().join("tollgate.redb")).expect("store");
+    // The spinners are made before this thread is favoured: a thread inherits its creator's
+    // scheduling policy, and a real-time spinner would never let go of its core. They wait, not
+    // spinning, until the busy condition.
+    let stop = Arc::new(AtomicBool::new(false));
+    let start_spinning = Arc::new(std::sync::Barrier::new(cores() + 2));
+    let spinners: Vec<_> = (0..=cores())
+        .map(|_| {
+            let (stop, start) = (stop.clone(), start_spinning.clone());
+            std::thread::spawn(move || {
+                let _ = rustix::process::setpriority_process(Some(rustix::thread::gettid()), 19);
+                start.wait();
+                while !stop.load(Ordering::Relaxed) {
+                    std::hint::spin_loop();
+                }
+            })
+        })
+        .collect();
     let favour = match tollgate::limits::favour_this_thread() {
         Ok(tollgate::limits::Favour::RealTime) => "real-time (SCHED_FIFO)".to_owned(),
-        Ok(tollgate::limits::Favour::Nice) => format!("nice {}", tollgate::limits::ADMIN_NICE),
+        Ok(tollgate::limits::Favour::Nice(_)) => format!("nice {}", tollgate::limits::ADMIN_NICE),
         Err(_) => "the process's priority".to_owned(),
     };
     let measure = |tokens: &[Known]| {
@@ -315,18 +335,7 @@ fn commit_latency(runtime: &tokio::runtime::Handle, upstream: SocketAddr) {
     };
     let idle = measure(&seeded.known[..REVOKES]);
 
-    let stop = Arc::new(AtomicBool::new(false));
-    let spinners: Vec<_> = (0..=cores())
-        .map(|_| {
-            let stop = stop.clone();
-            std::thread::spawn(move || {
-                let _ = rustix::process::setpriority_process(Some(rustix::thread::gettid()), 19);
-                while !stop.load(Ordering::Relaxed) {
-                    std::hint::spin_loop();
-                }
-            })
-        })
-        .collect();
+    start_spinning.wait();
     std::thread::sleep(Duration::from_millis(200));
     let busy = measure(&seeded.known[REVOKES..2 * REVOKES]);
     stop.store(true, Ordering::Relaxed);
@@ -697,11 +706,14 @@ async fn connect(addr: SocketAddr) -> hyper::client::conn::http1::SendRequest<Em
     sender
 }
 
-/// The admin API over one keep-alive connection.
+/// One call for an operator: the path, the body, and where to note when its reply was read
+/// (nanoseconds since the instant given), if anywhere.
+type Call = (String, String, Option<(Arc<AtomicU64>, Instant)>);
+
 /// An operator's client on a thread and runtime of its own (see `revocation_under_load`).
 struct Operator {
-    calls: std::sync::mpsc::Sender<(String, String)>,
-    replies: std::sync::mpsc::Receiver<(Duration, Instant)>,
+    calls: std::sync::mpsc::Sender<Call>,
+    replies: std::sync::mpsc::Receiver<Duration>,
     /// The priority its thread runs at, for the figures' labels.
     favour: String,
 }
@@ -709,7 +721,7 @@ struct Operator {
 impl Operator {
     /// `favoured`: the thread asks for the admin API's threads' priority.
     fn start(admin: Arc<Admin>, favoured: bool) -> Operator {
-        let (calls, incoming) = std::sync::mpsc::channel::<(String, String)>();
+        let (calls, incoming) = std::sync::mpsc::channel::<Call>();
         let (outgoing, replies) = std::sync::mpsc::channel();
         let (said, favour) = std::sync::mpsc::channel();
         std::thread::spawn(move || {
@@ -717,18 +729,24 @@ impl Operator {
             let _ = said.send(match favoured.then(favour_this_thread) {
                 None => "the process's priority".to_owned(),
                 Some(Ok(Favour::RealTime)) => "real-time".to_owned(),
-                Some(Ok(Favour::Nice)) => format!("nice {ADMIN_NICE}"),
+                Some(Ok(Favour::Nice(_))) => format!("nice {ADMIN_NICE}"),
                 Some(Err(_)) => "refused, the process's priority".to_owned(),
             });
             let runtime = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()
                 .expect("operator runtime");
-            for (path, body) in incoming {
+            for (path, body, note) in incoming {
                 let started = Instant::now();
                 runtime.block_on(admin.post(&path, &body));
                 let replied = Instant::now();
-                if outgoing.send((replied - started, replied)).is_err() {
+                if let Some((at, since)) = note {
+                    at.store(
+                        replied.duration_since(since).as_nanos() as u64,
+                        Ordering::SeqCst,
+                    );
+                }
+                if outgoing.send(replied - started).is_err() {
                     break;
                 }
             }
@@ -740,16 +758,24 @@ impl Operator {
         }
     }
 
-    /// Makes one call and returns how long its reply took and when it was read, both taken on
-    /// the operator's thread.
-    fn post(&self, path: String, body: &str) -> (Duration, Instant) {
-        self.calls
-            .send((path, body.to_owned()))
-            .expect("the operator's thread");
+    /// Makes one call and returns how long its reply took, timed on the operator's thread.
+    fn post(&self, path: String, body: &str) -> Duration {
+        self.call((path, body.to_owned(), None))
+    }
+
+    /// Makes one revoke and notes in `at` when its reply was read (nanoseconds since `since`),
+    /// on the operator's thread the moment it is read.
+    fn revoke_noting_reply(&self, path: String, at: Arc<AtomicU64>, since: Instant) {
+        self.call((path, "{}".to_owned(), Some((at, since))));
+    }
+
+    fn call(&self, call: Call) -> Duration {
+        self.calls.send(call).expect("the operator's thread");
         self.replies.recv().expect("the operator's reply")
     }
 }
 
+/// The admin API, a new connection per call, as the command line makes.
 struct Admin {
     addr: SocketAddr,
     auth: String,

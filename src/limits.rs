@@ -37,12 +37,13 @@ pub fn raise_open_files() -> Option<u64> {
 pub const ADMIN_NICE: i32 = -10;
 
 /// How far the calling thread was raised above the data path's threads.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug)]
 pub enum Favour {
     /// `SCHED_FIFO` at its lowest priority (1): woken, it runs at once.
     RealTime,
-    /// Nice [`ADMIN_NICE`] under the ordinary scheduler: a larger share of a busy core.
-    Nice,
+    /// Nice [`ADMIN_NICE`] under the ordinary scheduler, a larger share of a busy core; with
+    /// why real-time scheduling was refused.
+    Nice(std::io::Error),
 }
 
 /// Why the calling thread keeps the process's priority: both requests' refusals.
@@ -57,13 +58,20 @@ pub struct NotFavoured {
 /// woken each time, waits for a core. At nice -10 that wait still reached milliseconds: the
 /// ordinary scheduler lets the thread on the core finish its slice first. A real-time thread
 /// (`SCHED_FIFO`) takes the core when it wakes, so the reply waits for the disk and little
-/// else. The admin threads are idle but for an operator's call, so the data path loses nothing
-/// it would notice; a long call (a bulk import) takes at most the one core its thread runs on,
-/// and the kernel's real-time throttling leaves the other threads a share of that one too.
+/// else.
 ///
-/// Real-time scheduling needs `CAP_SYS_NICE` (or root) or an `RLIMIT_RTPRIO` of at least 1;
-/// refused, the thread asks for nice [`ADMIN_NICE`], which needs `CAP_SYS_NICE` or an
-/// `RLIMIT_NICE` that allows it; refused both, it keeps its priority and the errors say why.
+/// The cost: while a favoured thread works, the data path does not get its core back until
+/// it is done (the kernel's real-time throttling leaves other threads only 5% of each second).
+/// The admin threads are idle but for an operator's calls and the metrics scrapes, which are
+/// short; a long call (a bulk import, a list over a million tokens) holds one core, and
+/// several at once as many cores as there are calls, as they nearly did at nice -10. Threads
+/// a favoured thread creates inherit its priority.
+///
+/// Real-time scheduling needs `CAP_SYS_NICE` or an `RLIMIT_RTPRIO` of at least 1, and may be
+/// refused regardless (systemd's `RestrictRealtime=`, a container's seccomp profile, a cgroup
+/// without a real-time budget); refused, the thread asks for nice [`ADMIN_NICE`], which needs
+/// `CAP_SYS_NICE` or an `RLIMIT_NICE` that allows it; refused both, it keeps its priority and
+/// the errors say why.
 pub fn favour_this_thread() -> Result<Favour, NotFavoured> {
     let real_time = match thread_priority::unix::set_thread_priority_and_policy(
         thread_priority::unix::thread_native_id(),
@@ -77,7 +85,7 @@ pub fn favour_this_thread() -> Result<Favour, NotFavoured> {
         Err(other) => std::io::Error::other(other.to_string()),
     };
     match setpriority_process(Some(rustix::thread::gettid()), ADMIN_NICE) {
-        Ok(()) => Ok(Favour::Nice),
+        Ok(()) => Ok(Favour::Nice(real_time)),
         Err(nice) => Err(NotFavoured { real_time, nice }),
     }
 }
@@ -86,8 +94,13 @@ pub fn favour_this_thread() -> Result<Favour, NotFavoured> {
 mod tests {
     use super::*;
 
+    /// The test that lowers the process's scheduling limits runs alone with the one that reads
+    /// them, so that each takes the branch it means to.
+    static LIMITS: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
     #[test]
     fn a_favoured_thread_is_real_time_or_nice_or_says_why_not() {
+        let _alone = LIMITS.lock().unwrap_or_else(|e| e.into_inner());
         use thread_priority::unix::{
             RealtimeThreadSchedulePolicy, ThreadSchedulePolicy, thread_schedule_policy,
         };
@@ -98,11 +111,18 @@ mod tests {
             let ordinary = thread_schedule_policy().unwrap();
             assert!(matches!(ordinary, ThreadSchedulePolicy::Normal(_)));
             match favour_this_thread() {
-                Ok(Favour::RealTime) => assert_eq!(
-                    thread_schedule_policy().unwrap(),
-                    ThreadSchedulePolicy::Realtime(RealtimeThreadSchedulePolicy::Fifo)
-                ),
-                Ok(Favour::Nice) => {
+                Ok(Favour::RealTime) => {
+                    let (policy, params) = thread_priority::unix::thread_schedule_policy_param(
+                        thread_priority::unix::thread_native_id(),
+                    )
+                    .unwrap();
+                    assert_eq!(
+                        policy,
+                        ThreadSchedulePolicy::Realtime(RealtimeThreadSchedulePolicy::Fifo)
+                    );
+                    assert_eq!(params.sched_priority, 1);
+                }
+                Ok(Favour::Nice(_)) => {
                     assert_eq!(thread_schedule_policy().unwrap(), ordinary);
                     assert_eq!(
                         rustix::process::getpriority_process(me).unwrap(),
@@ -142,6 +162,7 @@ mod tests {
 
     #[test]
     fn refused_real_time_a_favoured_thread_falls_back_to_nice() {
+        let _alone = LIMITS.lock().unwrap_or_else(|e| e.into_inner());
         use rustix::process::Rlimit;
         use rustix::thread::{CapabilitySet, capabilities, set_capabilities};
         std::thread::spawn(|| {
@@ -162,7 +183,7 @@ mod tests {
                 Resource::Nice,
                 Rlimit {
                     current: Some(30),
-                    maximum: Some(nice.maximum.map_or(30, |max| max.max(30))),
+                    maximum: nice.maximum.map(|max| max.max(30)),
                 },
             )
             .is_ok();
@@ -172,8 +193,12 @@ mod tests {
 
             let me = Some(rustix::thread::gettid());
             match favoured {
-                Ok(Favour::Nice) => {
+                Ok(Favour::Nice(refused)) => {
                     assert!(nice_allowed);
+                    assert_eq!(
+                        refused.raw_os_error(),
+                        Some(rustix::io::Errno::PERM.raw_os_error())
+                    );
                     assert_eq!(
                         rustix::process::getpriority_process(me).unwrap(),
                         ADMIN_NICE

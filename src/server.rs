@@ -306,19 +306,21 @@ fn serve_admin_on_own_thread(
                 Ok(Favour::RealTime) => {
                     tracing::debug!("the admin API runs real-time (SCHED_FIFO, priority 1)")
                 }
-                Ok(Favour::Nice) => tracing::info!(
+                Ok(Favour::Nice(real_time)) => tracing::info!(
                     nice = ADMIN_NICE,
+                    real_time = %real_time,
                     "the admin API runs at a raised nice value, not real-time: that needs an \
-                     RLIMIT_RTPRIO of 1 (systemd: LimitRTPRIO=1) or CAP_SYS_NICE; under full \
-                     proxy load its replies may wait a few milliseconds for a core"
+                     RLIMIT_RTPRIO of 1 (systemd: LimitRTPRIO=1 and RestrictRealtime=no) or \
+                     CAP_SYS_NICE; under full proxy load its replies may wait a few \
+                     milliseconds for a core"
                 ),
                 Err(refused) => tracing::info!(
                     real_time = %refused.real_time,
                     nice = %refused.nice,
                     "the admin API runs at the process's priority: raising it needs an \
-                     RLIMIT_RTPRIO of 1 (systemd: LimitRTPRIO=1), an RLIMIT_NICE of 30 \
-                     (LimitNICE=30) or CAP_SYS_NICE; under full proxy load its replies may \
-                     wait for a core"
+                     RLIMIT_RTPRIO of 1 (systemd: LimitRTPRIO=1, RestrictRealtime=no), an \
+                     RLIMIT_NICE of 30 (LimitNICE=30) or CAP_SYS_NICE; under full proxy load \
+                     its replies may wait for a core"
                 ),
             }
             let served = tokio::runtime::Builder::new_current_thread()

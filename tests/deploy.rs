@@ -187,6 +187,7 @@ fn the_systemd_unit_runs_unprivileged_and_hardened() {
         // The admin API's threads may run real-time (limits::favour_this_thread), else at
         // nice -10 (limits::ADMIN_NICE), without a capability.
         ("LimitRTPRIO", "1"),
+        ("RestrictRealtime", "no"),
         ("LimitNICE", "30"),
         ("Restart", "on-failure"),
         ("KillSignal", "SIGTERM"),
