@@ -90,6 +90,21 @@ pub fn favour_this_thread() -> Result<Favour, NotFavoured> {
     }
 }
 
+/// Runs `job` on a blocking thread of `upkeep`, a runtime whose threads run at the process's
+/// priority, and returns what it returns (`None` if it panicked). For work that a favoured
+/// thread serves but must not favour: a thread inherits its creator's scheduling, so a job
+/// handed to the favoured threads' own blocking pool would run real-time, holding a core from
+/// the data path for as long as it takes.
+pub async fn at_process_priority<T: Send + 'static>(
+    upkeep: &tokio::runtime::Handle,
+    job: impl FnOnce() -> T + Send + 'static,
+) -> Option<T> {
+    // Spawned from one of `upkeep`'s own threads, so that a new blocking thread is made by a
+    // thread at the process's priority, not by the caller.
+    let job = upkeep.spawn(async move { tokio::task::spawn_blocking(job).await.ok() });
+    job.await.ok().flatten()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -212,6 +227,44 @@ mod tests {
                     );
                 }
                 Ok(Favour::RealTime) => panic!("real-time without the capability or the limit"),
+            }
+        })
+        .join()
+        .unwrap();
+    }
+
+    #[test]
+    fn work_handed_on_by_a_favoured_thread_runs_at_the_process_priority() {
+        use thread_priority::unix::{ThreadSchedulePolicy, thread_schedule_policy};
+        let _alone = LIMITS.lock().unwrap_or_else(|e| e.into_inner());
+        let upkeep = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .build()
+            .unwrap();
+        let handle = upkeep.handle().clone();
+        let me = Some(rustix::process::getpid());
+        let process_nice = rustix::process::getpriority_process(me).unwrap();
+        std::thread::spawn(move || {
+            let favoured = favour_this_thread();
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .build()
+                .unwrap();
+            // Twice: the first job makes upkeep's blocking thread, the second may reuse it.
+            for _ in 0..2 {
+                let (policy, nice) = runtime
+                    .block_on(at_process_priority(&handle, || {
+                        (
+                            thread_schedule_policy().unwrap(),
+                            rustix::process::getpriority_process(Some(rustix::thread::gettid()))
+                                .unwrap(),
+                        )
+                    }))
+                    .expect("the job ran");
+                assert!(
+                    matches!(policy, ThreadSchedulePolicy::Normal(_)),
+                    "{policy:?} (this thread: {favoured:?})"
+                );
+                assert_eq!(nice, process_nice, "this thread: {favoured:?}");
             }
         })
         .join()

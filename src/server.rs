@@ -297,6 +297,9 @@ fn serve_admin_on_own_thread(
     grace: Duration,
 ) -> Result<impl Future<Output = ()> + Send + 'static, ServerError> {
     let std_listener = tcp.into_std().map_err(ServerError::AdminThread)?;
+    // This runtime's threads run at the process's priority: the admin API hands them what it
+    // must not favour (`limits::at_process_priority`).
+    let upkeep = tokio::runtime::Handle::current();
     let (done_tx, done_rx) = tokio::sync::oneshot::channel::<()>();
     std::thread::Builder::new()
         .name("tollgate-admin".into())
@@ -334,7 +337,7 @@ fn serve_admin_on_own_thread(
                 .and_then(|runtime| {
                     runtime.block_on(async move {
                         let tcp = TcpListener::from_std(std_listener)?;
-                        admin::serve(tcp, state, tls, stop, grace).await;
+                        admin::serve(tcp, state, upkeep, tls, stop, grace).await;
                         Ok(())
                     })
                 });
