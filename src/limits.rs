@@ -3,7 +3,8 @@
 //! (`max_connections`, 16,384 by default). Like nginx's `worker_rlimit_nofile`, tollgate raises
 //! its soft limit to the hard limit the operator allowed (systemd's `LimitNOFILE`, `ulimit -Hn`).
 //!
-//! And the admin API's threads' scheduling: see [`favour_this_thread`].
+//! And the admin API's threads' scheduling: see [`favour_this_thread`] and
+//! [`at_process_priority`].
 
 use rustix::process::{Resource, getrlimit, setpriority_process, setrlimit};
 
@@ -62,10 +63,11 @@ pub struct NotFavoured {
 ///
 /// The cost: while a favoured thread works, the data path does not get its core back until
 /// it is done (the kernel's real-time throttling leaves other threads only 5% of each second).
-/// The admin threads are idle but for an operator's calls and the metrics scrapes (which count
-/// the cache's tokens); a long call (a bulk import, a list over a million tokens) holds one
-/// core, and several at once as many cores as there are calls, as they nearly did at nice -10.
-/// Threads a favoured thread creates inherit its priority.
+/// The admin threads are idle but for an operator's calls; a long call (a bulk import, a list
+/// over a million tokens) holds one core, and several at once as many cores as there are
+/// calls, as they nearly did at nice -10. Threads a favoured thread creates inherit its
+/// priority: work that comes often and need not be quick, the metrics scrape, goes to
+/// [`at_process_priority`].
 ///
 /// Real-time scheduling needs `CAP_SYS_NICE` or an `RLIMIT_RTPRIO` of at least 1, and may be
 /// refused regardless (systemd's `RestrictRealtime=`, a container's seccomp profile, a cgroup

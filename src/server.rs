@@ -285,10 +285,10 @@ impl Running {
     }
 }
 
-/// Serves the admin API on a thread and runtime of its own. Under full proxy load, the data
-/// path's connections fill the main runtime's queues; an operator's revoke must not wait behind
-/// them (its reply is what tells the operator the token is refused from now on). The returned
-/// future ends when the admin server has stopped.
+/// Serves the admin API on a thread and runtime of its own, favoured over the data path's
+/// threads (`limits::favour_this_thread`): under full proxy load an operator's revoke must not
+/// wait behind them (its reply is what tells the operator the token is refused from now on).
+/// The returned future ends when the admin server has stopped.
 fn serve_admin_on_own_thread(
     tcp: TcpListener,
     state: Arc<AdminState>,
