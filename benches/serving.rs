@@ -286,8 +286,9 @@ async fn revocation_under_load(upstream: SocketAddr) {
 /// spinning at the lowest priority (nice 19); and with the cores busy with loopback traffic that
 /// does not pass through tollgate (64 connections from this process straight to the upstream, as
 /// in the revocation part but without the proxy). The measuring thread asks for the admin API's
-/// threads' priority (real-time, else nice -10), as the server's commit threads do. What a durable commit costs on this machine's
-/// disk, and whether what slows it is a busy CPU or traffic. Then one bulk revoke, cores idle.
+/// threads' priority (real-time, else nice -10), as the server's commit threads do. What a
+/// durable commit costs on this machine's disk, and whether what slows it is a busy CPU or
+/// traffic. Then one bulk revoke, cores idle.
 fn commit_latency(runtime: &tokio::runtime::Handle, upstream: SocketAddr) {
     const SIZE: usize = 1_000_000;
     const REVOKES: usize = 1_000;
@@ -312,11 +313,7 @@ fn commit_latency(runtime: &tokio::runtime::Handle, upstream: SocketAddr) {
             })
         })
         .collect();
-    let favour = match tollgate::limits::favour_this_thread() {
-        Ok(tollgate::limits::Favour::RealTime) => "real-time (SCHED_FIFO)".to_owned(),
-        Ok(tollgate::limits::Favour::Nice(_)) => format!("nice {}", tollgate::limits::ADMIN_NICE),
-        Err(_) => "the process's priority".to_owned(),
-    };
+    let favour = favour_this_thread();
     let measure = |tokens: &[Known]| {
         let mut times: Vec<Duration> = tokens
             .iter()
@@ -706,6 +703,17 @@ async fn connect(addr: SocketAddr) -> hyper::client::conn::http1::SendRequest<Em
     sender
 }
 
+/// Gives the calling thread the admin API's threads' priority (`limits::favour_this_thread`)
+/// and says which one it got, for the figures' labels.
+fn favour_this_thread() -> String {
+    use tollgate::limits::{ADMIN_NICE, Favour};
+    match tollgate::limits::favour_this_thread() {
+        Ok(Favour::RealTime) => "real-time (SCHED_FIFO)".to_owned(),
+        Ok(Favour::Nice(_)) => format!("nice {ADMIN_NICE}"),
+        Err(_) => "refused, the process's priority".to_owned(),
+    }
+}
+
 /// One call for an operator: the path, the body, and where to note when its reply was read
 /// (nanoseconds since the instant given), if anywhere.
 type Call = (String, String, Option<(Arc<AtomicU64>, Instant)>);
@@ -725,12 +733,10 @@ impl Operator {
         let (outgoing, replies) = std::sync::mpsc::channel();
         let (said, favour) = std::sync::mpsc::channel();
         std::thread::spawn(move || {
-            use tollgate::limits::{ADMIN_NICE, Favour, favour_this_thread};
-            let _ = said.send(match favoured.then(favour_this_thread) {
-                None => "the process's priority".to_owned(),
-                Some(Ok(Favour::RealTime)) => "real-time".to_owned(),
-                Some(Ok(Favour::Nice(_))) => format!("nice {ADMIN_NICE}"),
-                Some(Err(_)) => "refused, the process's priority".to_owned(),
+            let _ = said.send(if favoured {
+                favour_this_thread()
+            } else {
+                "the process's priority".to_owned()
             });
             let runtime = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
