@@ -198,11 +198,19 @@ impl TokenCache {
 
     /// The hot check. `authorization` is every `Authorization` header of the request.
     pub fn decide(&self, authorization: GetAll<'_, HeaderValue>, now: UnixSeconds) -> Verdict {
-        let mut values = authorization.iter();
-        let (Some(value), None) = (values.next(), values.next()) else {
+        self.decide_values(authorization.iter().map(HeaderValue::as_bytes), now)
+    }
+
+    /// The hot check on the values of every `Authorization` field of a request, as received.
+    pub fn decide_values<'a>(
+        &self,
+        authorization: impl IntoIterator<Item = &'a [u8]>,
+        now: UnixSeconds,
+    ) -> Verdict {
+        let Some(value) = only_one(authorization) else {
             return Verdict::Deny(Denial::Missing, None);
         };
-        let Some(token) = token_from_header(value.as_bytes()) else {
+        let Some(token) = token_from_header(value) else {
             return Verdict::Deny(Denial::Missing, None);
         };
         let Ok(digest) = digest_token_bytes(token) else {
@@ -382,12 +390,18 @@ impl TokenCache {
 
 /// The hint of the token a request presents, for logs: `None` unless exactly one
 /// `Authorization` header carries a well-formed token.
-pub fn presented_hint(authorization: GetAll<'_, HeaderValue>) -> Option<String> {
-    let mut values = authorization.iter();
-    let (Some(value), None) = (values.next(), values.next()) else {
-        return None;
-    };
-    hint_of(token_from_header(value.as_bytes())?)
+pub fn presented_hint<'a>(authorization: impl IntoIterator<Item = &'a [u8]>) -> Option<String> {
+    hint_of(token_from_header(only_one(authorization)?)?)
+}
+
+/// The value of a field that must appear exactly once: several `Authorization` fields are as
+/// good as none, whatever they say.
+fn only_one<'a>(values: impl IntoIterator<Item = &'a [u8]>) -> Option<&'a [u8]> {
+    let mut values = values.into_iter();
+    match (values.next(), values.next()) {
+        (Some(value), None) => Some(value),
+        _ => None,
+    }
 }
 
 /// Records a use at `now`; returns whether the token must be queued for a last-used flush.

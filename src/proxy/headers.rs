@@ -12,44 +12,54 @@ pub const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-p
 pub const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
 
 /// Headers that concern one connection only, never forwarded in either direction.
-fn is_hop_by_hop(name: &str) -> bool {
-    matches!(
-        name,
-        "connection"
-            | "keep-alive"
-            | "proxy-authenticate"
-            | "proxy-authorization"
-            | "proxy-connection"
-            | "te"
-            | "trailer"
-            | "transfer-encoding"
-            | "upgrade"
-    )
-}
-
-/// `X-Tollgate-*`: only tollgate speaks under that name upstream.
-fn is_own(name: &str) -> bool {
-    name.starts_with("x-tollgate-")
-}
+const HOP_BY_HOP: &[&str] = &[
+    "connection",
+    "keep-alive",
+    "proxy-authenticate",
+    "proxy-authorization",
+    "proxy-connection",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+];
 
 /// What a client may claim about the hop tollgate itself describes: the host and scheme it was
 /// reached by (tollgate sets its own `X-Forwarded-Host` and `X-Forwarded-Proto`), and `Forwarded`
 /// and `X-Real-IP`, which tollgate does not maintain and which would otherwise reach the upstream
 /// unchecked. `X-Forwarded-For` is not among them: it is appended to, as load balancers in front
 /// of tollgate expect.
-fn is_client_forwarding(name: &str) -> bool {
-    matches!(
-        name,
-        "x-forwarded-host" | "x-forwarded-proto" | "forwarded" | "x-real-ip"
-    )
-}
+const CLIENT_FORWARDING: &[&str] = &[
+    "x-forwarded-host",
+    "x-forwarded-proto",
+    "forwarded",
+    "x-real-ip",
+];
 
 /// Headers some frameworks read as "treat this request as another method".
-fn is_method_override(name: &str) -> bool {
-    matches!(
-        name,
-        "x-http-method-override" | "x-http-method" | "x-method-override"
-    )
+const METHOD_OVERRIDES: &[&str] = &[
+    "x-http-method-override",
+    "x-http-method",
+    "x-method-override",
+];
+
+/// `X-Tollgate-*`: only tollgate speaks under that name upstream.
+const OWN_PREFIX: &[u8] = b"x-tollgate-";
+
+/// Whether `name`, in any case, is one of `names`.
+fn is_among(name: &[u8], names: &[&str]) -> bool {
+    names
+        .iter()
+        .any(|known| name.eq_ignore_ascii_case(known.as_bytes()))
+}
+
+fn is_hop_by_hop(name: &[u8]) -> bool {
+    is_among(name, HOP_BY_HOP)
+}
+
+fn is_own(name: &[u8]) -> bool {
+    name.get(..OWN_PREFIX.len())
+        .is_some_and(|prefix| prefix.eq_ignore_ascii_case(OWN_PREFIX))
 }
 
 /// Removes from a request what must not reach the upstream: hop-by-hop headers, tollgate's own
@@ -58,12 +68,16 @@ fn is_method_override(name: &str) -> bool {
 /// the request's method, and an override would have the upstream do another one (a DELETE with
 /// only the permission to write).
 pub fn scrub_request(headers: &mut HeaderMap, token_checked: bool) {
-    remove_where(headers, |name| {
-        is_hop_by_hop(name)
-            || is_own(name)
-            || is_client_forwarding(name)
-            || (token_checked && is_method_override(name))
-    });
+    remove_where(headers, |name| request_field_dropped(name, token_checked));
+}
+
+/// Whether `scrub_request` removes a request field by its name (in any case) alone; those that
+/// `Connection` names go as well.
+pub fn request_field_dropped(name: &[u8], token_checked: bool) -> bool {
+    is_hop_by_hop(name)
+        || is_own(name)
+        || is_among(name, CLIENT_FORWARDING)
+        || (token_checked && is_among(name, METHOD_OVERRIDES))
 }
 
 /// Removes hop-by-hop headers from a response.
@@ -74,11 +88,11 @@ pub fn remove_hop_by_hop(headers: &mut HeaderMap) {
 /// Removes every header whose (lowercase) name `doomed` picks, and those that a `Connection`
 /// header names. One look at each name present: a request rarely carries any of these, and a
 /// hash lookup for every name that could be there cost more than the whole scan.
-fn remove_where(headers: &mut HeaderMap, doomed: impl Fn(&str) -> bool) {
+fn remove_where(headers: &mut HeaderMap, doomed: impl Fn(&[u8]) -> bool) {
     // Allocates only when something is to go.
     let mut found: Vec<HeaderName> = headers
         .keys()
-        .filter(|name| doomed(name.as_str()))
+        .filter(|name| doomed(name.as_str().as_bytes()))
         .cloned()
         .collect();
     if found.contains(&header::CONNECTION) {
@@ -107,19 +121,34 @@ pub fn append_forwarded_for(headers: &mut HeaderMap, client_ip: &HeaderValue) {
         }
         Entry::Occupied(earlier) => earlier,
     };
-    let client_ip = client_ip.to_str().expect("built from an IP address");
-    let mut value = String::new();
-    for earlier in earlier.iter() {
-        if let Ok(earlier) = earlier.to_str() {
-            value.push_str(earlier);
-            value.push_str(", ");
-        }
-    }
-    value.push_str(client_ip);
+    let mut value = Vec::new();
+    forwarded_for(
+        earlier.iter().map(HeaderValue::as_bytes),
+        client_ip.as_bytes(),
+        &mut value,
+    );
     // An IP address and visible ASCII copied from valid header values.
-    if let Ok(value) = HeaderValue::from_str(&value) {
+    if let Ok(value) = HeaderValue::from_bytes(&value) {
         earlier.insert(value);
     }
+}
+
+/// Writes the `X-Forwarded-For` value of a request that came with the values `earlier`: those
+/// of them that are visible ASCII, in their order, then the client's address.
+pub fn forwarded_for<'a>(
+    earlier: impl Iterator<Item = &'a [u8]>,
+    client_ip: &[u8],
+    out: &mut Vec<u8>,
+) {
+    for earlier in earlier.filter(|value| {
+        value
+            .iter()
+            .all(|&b| b == b'\t' || (b' '..=b'~').contains(&b))
+    }) {
+        out.extend_from_slice(earlier);
+        out.extend_from_slice(b", ");
+    }
+    out.extend_from_slice(client_ip);
 }
 
 #[cfg(test)]

@@ -9,6 +9,7 @@
 //! listener with TLS does the handshake in the connection's own task before serving it
 //! (`crate::tls`).
 
+mod h1;
 mod headers;
 mod respond;
 pub mod route;
@@ -39,7 +40,7 @@ use crate::time;
 use crate::tls::TlsError;
 use crate::tls::client::upstream_client;
 use crate::token::Permission;
-use crate::upstream::UpstreamClient;
+use crate::upstream::{UpstreamBody, UpstreamClient, UpstreamError};
 
 pub use respond::ProxyBody;
 use route::{Access, BadPath, RouteTable};
@@ -75,6 +76,13 @@ pub struct ListenerState {
     draining: std::sync::atomic::AtomicBool,
     /// The listener serves TLS (fixed at start): the upstream hears `X-Forwarded-Proto: https`.
     secure: bool,
+}
+
+impl ListenerState {
+    /// The scheme the client reached this listener by, for `X-Forwarded-Proto`.
+    fn forwarded_proto(&self) -> &'static str {
+        if self.secure { "https" } else { "http" }
+    }
 }
 
 /// The part of a listener that the config decides and a reload may change, immutable once built.
@@ -211,6 +219,7 @@ pub async fn serve(
         builders: Arc::new(Builders { http1, http2 }),
         tls,
         graceful: GracefulShutdown::new(),
+        closing: watch::Sender::new(false),
         state,
     };
 
@@ -245,6 +254,9 @@ struct Connections {
     builders: Arc<Builders>,
     tls: Option<TlsAcceptor>,
     graceful: GracefulShutdown,
+    /// Turns true when `graceful` shuts down, for the connections `h1` serves itself (hyper's
+    /// are told by `graceful`): their idle ones close then.
+    closing: watch::Sender<bool>,
     /// Its connection slots (`state.slots`) are shared with the other workers.
     state: Arc<ListenerState>,
 }
@@ -270,6 +282,7 @@ impl Connections {
         // Taken now: a connection whose protocol is known only after shutdown began is closed
         // at once, and the drain waits for it.
         let watcher = self.graceful.watcher();
+        let closing = self.closing.subscribe();
         tokio::spawn(async move {
             match tls {
                 None => {
@@ -277,12 +290,17 @@ impl Connections {
                     // Read without waiting forever: the first request's own deadline applies.
                     let sniffed =
                         tokio::time::timeout(HEADER_READ_TIMEOUT, sniff_protocol(&stream)).await;
-                    let Ok(Ok(protocol)) = sniffed else {
-                        return;
-                    };
-                    builders
-                        .serve(protocol, TokioIo::new(stream), client, watcher)
-                        .await;
+                    match sniffed {
+                        Ok(Ok(Protocol::Http1)) => {
+                            h1::serve(stream, client, builders, watcher, closing).await;
+                        }
+                        Ok(Ok(Protocol::Http2)) => {
+                            let io = TokioIo::new(stream);
+                            let protocol = Protocol::Http2;
+                            builders.serve(protocol, io, client, watcher, closing).await;
+                        }
+                        _ => {}
+                    }
                 }
                 // Boxed, so that a cleartext connection's task does not carry the room of a TLS
                 // handshake and session.
@@ -294,14 +312,13 @@ impl Connections {
                         else {
                             return;
                         };
-                        let protocol = if stream.get_ref().1.alpn_protocol() == Some(b"h2") {
-                            Protocol::Http2
+                        if stream.get_ref().1.alpn_protocol() == Some(b"h2") {
+                            let io = TokioIo::new(stream);
+                            let protocol = Protocol::Http2;
+                            builders.serve(protocol, io, client, watcher, closing).await;
                         } else {
-                            Protocol::Http1
-                        };
-                        builders
-                            .serve(protocol, TokioIo::new(stream), client, watcher)
-                            .await;
+                            h1::serve(stream, client, builders, watcher, closing).await;
+                        }
                     })
                     .await
                 }
@@ -349,6 +366,7 @@ impl Connections {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
         let left = grace.saturating_sub(started.elapsed());
+        self.closing.send_replace(true);
         if tokio::time::timeout(left, self.graceful.shutdown())
             .await
             .is_err()
@@ -385,10 +403,17 @@ struct Builders {
 
 impl Builders {
     /// Serves one connection in `protocol` to its end. Each protocol gets its own connection
-    /// type rather than one that could be either: an HTTP/1 connection, the common case, then
-    /// carries no HTTP/2 state for its whole life.
-    async fn serve<I>(&self, protocol: Protocol, io: I, client: Client, watcher: Watcher)
-    where
+    /// type rather than one that could be either: an HTTP/1 connection then carries no HTTP/2
+    /// state for its whole life. HTTP/1 connections come here from `h1`, with a request begun
+    /// (see `serve_http1`).
+    async fn serve<I>(
+        &self,
+        protocol: Protocol,
+        io: I,
+        client: Client,
+        watcher: Watcher,
+        closing: watch::Receiver<bool>,
+    ) where
         I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
     {
         let Client {
@@ -410,7 +435,9 @@ impl Builders {
         match protocol {
             Protocol::Http1 => {
                 let connection = self.http1.serve_connection(io, service);
-                run_connection(watcher.watch(connection), first_request, permit).await;
+                serve_http1(connection, first_request, closing).await;
+                // Held to here: the listener's drain waits for the connection to end.
+                drop((watcher, permit));
             }
             Protocol::Http2 => {
                 let connection = self.http2.serve_connection(io, service);
@@ -423,6 +450,33 @@ impl Builders {
             }
         }
     }
+}
+
+/// Drives an HTTP/1 connection that `h1` handed to hyper with a request begun, which tollgate
+/// has read and so must answer. hyper, told to shut down before it has begun a request, closes
+/// the connection without reading it; so the listener's closing reaches the connection only
+/// once that request is under way. It is then answered, with `Connection: close`.
+async fn serve_http1<I, S>(
+    connection: http1::Connection<I, S>,
+    first_request: Arc<Notify>,
+    mut closing: watch::Receiver<bool>,
+) where
+    I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+    S: hyper::service::HttpService<Incoming>,
+    S::ResBody: http_body::Body + 'static,
+    <S::ResBody as http_body::Body>::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    tokio::pin!(connection);
+    tokio::select! {
+        ended = connection.as_mut() => return log_connection_end(ended),
+        _ = first_request.notified() => {}
+    }
+    tokio::select! {
+        ended = connection.as_mut() => return log_connection_end(ended),
+        // Or the listener is gone.
+        _ = closing.wait_for(|closing| *closing) => connection.as_mut().graceful_shutdown(),
+    }
+    log_connection_end(connection.await);
 }
 
 /// HTTP/2 with prior knowledge starts with this preface (RFC 9113 §3.4); no HTTP/1 request can.
@@ -446,15 +500,15 @@ async fn sniff_protocol(stream: &tokio::net::TcpStream) -> std::io::Result<Proto
     }
 }
 
-/// Drives one client connection to its end, holding its slot.
+/// Drives one HTTP/2 client connection to its end, holding its slot.
 async fn run_connection<E: std::fmt::Display>(
     connection: impl Future<Output = Result<(), E>>,
     first_request: Arc<Notify>,
     _permit: Option<OwnedSemaphorePermit>,
 ) {
     tokio::pin!(connection);
-    // hyper's HTTP/1 times out a slow request head itself, but HTTP/2 has no such deadline: a
-    // client that opens a connection and never sends a request on it is closed here.
+    // HTTP/2 has no deadline for a request head of its own: a client that opens a connection and
+    // never sends a request on it is closed here.
     tokio::select! {
         ended = &mut connection => return log_connection_end(ended),
         _ = first_request.notified() => {}
@@ -503,7 +557,7 @@ impl Remote {
 }
 
 /// One request's life: route, authenticate where the route asks for it, then refuse or forward;
-/// count and log either way.
+/// count and log either way. The requests that `h1` does not take itself come here.
 async fn handle(
     state: Arc<ListenerState>,
     remote: Arc<Remote>,
@@ -512,80 +566,42 @@ async fn handle(
     // One load per request: every step below reads this snapshot, whatever a reload does
     // meanwhile.
     let settings = state.settings.load_full();
-    // What the access line needs from the request, taken only when there is one to write.
     let http1 = request.version() < Version::HTTP_2;
-    let logged = settings.access_log.then(|| AccessFields {
-        method: request.method().clone(),
-        path: request.uri().path_and_query().cloned(),
-        hint: presented_hint(request.headers().get_all(AUTHORIZATION)),
-    });
-
-    let mut route = "-";
-    let mut required = None;
-    let Handled {
-        mut response,
-        outcome,
-        identity,
-        upstream_time,
-    } = match settings
-        .routes
-        .decide(request.method(), request.uri().path())
-    {
-        Err(BadPath) => Handled::refused(respond::bad_path(), Outcome::BadPath, None),
-        Ok(decision) => {
-            route = decision.route;
-            match decision.access {
-                Access::Deny => Handled::refused(respond::forbidden(), Outcome::RouteDenied, None),
-                Access::Public => {
-                    forward(&state, &settings, &remote, None, request, Outcome::Public).await
-                }
-                Access::Token | Access::Require(_)
-                    if decision.sessions && settings.is_session_request(&request) =>
-                {
-                    forward(&state, &settings, &remote, None, request, Outcome::Session).await
-                }
-                Access::Token | Access::Require(_) => {
-                    if let Access::Require(permission) = decision.access {
-                        required = Some(permission);
-                    }
-                    // Checked here and forwarded from here, rather than in a function that does
-                    // both: one future less to build and move on every request.
-                    match authenticate(&state, &request, required) {
-                        Ok(identity) => {
-                            let outcome = Outcome::Forwarded;
-                            forward(&state, &settings, &remote, Some(identity), request, outcome)
-                                .await
-                        }
-                        Err(refused) => *refused,
-                    }
-                }
-            }
-        }
+    let authorization = || {
+        request
+            .headers()
+            .get_all(AUTHORIZATION)
+            .iter()
+            .map(HeaderValue::as_bytes)
     };
-
-    if let Some(elapsed) = upstream_time {
-        state.metrics.upstream_latency(elapsed);
-    }
-    state.metrics.record(outcome);
-    if let Some(fields) = logged {
-        // The path only: query strings may carry parameters that are nobody's business in a log.
-        tracing::info!(
-            target: "tollgate::access",
-            listener = %state.name,
-            remote = %remote.addr.ip(),
-            method = %fields.method,
-            path = fields.path.as_ref().map_or("/", |p| p.path()),
-            status = response.status().as_u16(),
-            outcome = outcome.as_str(),
-            route,
-            required = required.map(tracing::field::display),
-            token_id = identity.as_ref().map_or("-", |i| i.id.as_str()),
-            token_name = identity.as_ref().map(|i| i.name.as_str()),
-            hint = fields.hint,
-            upstream_ms = upstream_time.map(|t| t.as_secs_f64() * 1000.0),
-            "access"
-        );
-    }
+    let logged = AccessFields::taken(
+        &settings,
+        request.method(),
+        request.uri().path_and_query(),
+        authorization(),
+    );
+    let Judgement {
+        route,
+        required,
+        verdict,
+    } = judge(
+        &state,
+        &settings,
+        request.method(),
+        request.uri().path(),
+        authorization(),
+        request.headers().contains_key(COOKIE) && !request.headers().contains_key(AUTHORIZATION),
+    );
+    let handled = match verdict {
+        // Checked in `judge` and forwarded from here, rather than in a function that does both:
+        // one future less to build and move on every request.
+        Ok((identity, outcome)) => {
+            forward(&state, &settings, &remote, identity, request, outcome).await
+        }
+        Err(refused) => *refused,
+    };
+    account(&state, &remote, logged, route, required, &handled);
+    let mut response = handled.response;
     if http1 && state.draining.load(std::sync::atomic::Ordering::Acquire) {
         // hyper closes the connection after this answer; the client reconnects, to the
         // process that serves the port from now on.
@@ -596,9 +612,111 @@ async fn handle(
     Ok(response)
 }
 
-/// How a request ended, for the metrics and the access line.
-struct Handled {
-    response: Response<ProxyBody>,
+/// What the route and the token say of a request, before anything goes upstream.
+struct Judgement<'s, B> {
+    /// The route's name, `-` for a path refused before routing.
+    route: &'s str,
+    /// The permission the route requires, when it names one.
+    required: Option<Permission>,
+    /// Forward (with the checked token's identity, if any, and what a delivered answer counts
+    /// as), or the refusal.
+    verdict: Result<(Option<Identity>, Outcome), Box<Handled<B>>>,
+}
+
+/// Routes a request and, where the route asks for it, checks its token: `authorization` is the
+/// value of each of its `Authorization` fields; `cookie_only` says it has a `Cookie` and none.
+fn judge<'s, 'r, B>(
+    state: &ListenerState,
+    settings: &'s ListenerSettings,
+    method: &http::Method,
+    path: &str,
+    authorization: impl IntoIterator<Item = &'r [u8]>,
+    cookie_only: bool,
+) -> Judgement<'s, B> {
+    let decision = match settings.routes.decide(method, path) {
+        Ok(decision) => decision,
+        Err(BadPath) => {
+            return Judgement {
+                route: "-",
+                required: None,
+                verdict: Err(Handled::refused(
+                    respond::bad_path(),
+                    Outcome::BadPath,
+                    None,
+                )),
+            };
+        }
+    };
+    let mut required = None;
+    let verdict = match decision.access {
+        Access::Deny => Err(Handled::refused(
+            respond::forbidden(),
+            Outcome::RouteDenied,
+            None,
+        )),
+        Access::Public => Ok((None, Outcome::Public)),
+        // A browser on the upstream's own session: a cookie and no token. Passed through
+        // unchecked when the listener allows it; the upstream's login decides.
+        Access::Token | Access::Require(_)
+            if decision.sessions && settings.pass_session_cookies && cookie_only =>
+        {
+            Ok((None, Outcome::Session))
+        }
+        Access::Token | Access::Require(_) => {
+            if let Access::Require(permission) = decision.access {
+                required = Some(permission);
+            }
+            authenticate(state, authorization, required)
+                .map(|identity| (Some(identity), Outcome::Forwarded))
+        }
+    };
+    Judgement {
+        route: decision.route,
+        required,
+        verdict,
+    }
+}
+
+/// Counts a request and writes its access line.
+fn account<B>(
+    state: &ListenerState,
+    remote: &Remote,
+    logged: Option<AccessFields>,
+    route: &str,
+    required: Option<Permission>,
+    handled: &Handled<B>,
+) {
+    if let Some(elapsed) = handled.upstream_time {
+        state.metrics.upstream_latency(elapsed);
+    }
+    state.metrics.record(handled.outcome);
+    let Some(fields) = logged else {
+        return;
+    };
+    let identity = handled.identity.as_ref();
+    // The path only: query strings may carry parameters that are nobody's business in a log.
+    tracing::info!(
+        target: "tollgate::access",
+        listener = %state.name,
+        remote = %remote.addr.ip(),
+        method = %fields.method,
+        path = fields.path.as_ref().map_or("/", |p| p.path()),
+        status = handled.response.status().as_u16(),
+        outcome = handled.outcome.as_str(),
+        route,
+        required = required.map(tracing::field::display),
+        token_id = identity.map_or("-", |i| i.id.as_str()),
+        token_name = identity.map(|i| i.name.as_str()),
+        hint = fields.hint,
+        upstream_ms = handled.upstream_time.map(|t| t.as_secs_f64() * 1000.0),
+        "access"
+    );
+}
+
+/// How a request ended, for the metrics and the access line; `B` is the request's body, which
+/// an upstream answer may still be sending.
+struct Handled<B = Incoming> {
+    response: Response<ProxyBody<B>>,
     outcome: Outcome,
     /// The token's owner, when a known token was presented (allowed or not).
     identity: Option<Identity>,
@@ -606,50 +724,48 @@ struct Handled {
     upstream_time: Option<Duration>,
 }
 
-impl Handled {
+impl<B> Handled<B> {
+    /// A refusal, boxed: it is the rarer way out, and the common one then stays small.
     fn refused(
-        response: Response<ProxyBody>,
+        response: Response<ProxyBody<B>>,
         outcome: Outcome,
         identity: Option<Identity>,
-    ) -> Self {
-        Handled {
+    ) -> Box<Self> {
+        Box::new(Handled {
             response,
             outcome,
             identity,
             upstream_time: None,
-        }
+        })
     }
 }
 
-/// The identity of the token a request presents, for a route that needs a valid token, and
-/// that token's permission `required` when the route names one; or the refusal. The token is
-/// judged first (401s), then the permission (403). A refusal is boxed: it is the rarer way out,
-/// and the common one then stays small.
-fn authenticate(
+/// The identity of the token a request presents (`authorization`, the value of each of its
+/// `Authorization` fields), for a route that needs a valid token, and that token's permission
+/// `required` when the route names one; or the refusal. The token is judged first (401s), then
+/// the permission (403).
+fn authenticate<'r, B>(
     state: &ListenerState,
-    request: &Request<Incoming>,
+    authorization: impl IntoIterator<Item = &'r [u8]>,
     required: Option<Permission>,
-) -> Result<Identity, Box<Handled>> {
-    let verdict = state
-        .cache
-        .decide(request.headers().get_all(AUTHORIZATION), time::now());
-    let identity = match verdict {
+) -> Result<Identity, Box<Handled<B>>> {
+    let identity = match state.cache.decide_values(authorization, time::now()) {
         Verdict::Deny(denial, identity) => {
-            return Err(Box::new(Handled::refused(
+            return Err(Handled::refused(
                 respond::denied(denial),
                 Outcome::Denied(denial),
                 identity,
-            )));
+            ));
         }
         Verdict::Allow(identity) => identity,
     };
     if let Some(permission) = required.filter(|p| !identity.permissions.allows(*p)) {
         state.metrics.permission_denied(permission);
-        return Err(Box::new(Handled::refused(
+        return Err(Handled::refused(
             respond::insufficient_scope(permission),
             Outcome::Permission,
             Some(identity),
-        )));
+        ));
     }
     Ok(identity)
 }
@@ -662,13 +778,19 @@ struct AccessFields {
     hint: Option<String>,
 }
 
-impl ListenerSettings {
-    /// A browser on the upstream's own session: a cookie and no token. Passed through unchecked
-    /// when the listener allows it; the upstream's login decides.
-    fn is_session_request<B>(&self, request: &Request<B>) -> bool {
-        self.pass_session_cookies
-            && !request.headers().contains_key(AUTHORIZATION)
-            && request.headers().contains_key(COOKIE)
+impl AccessFields {
+    /// Taken only when there is an access line to write.
+    fn taken<'r>(
+        settings: &ListenerSettings,
+        method: &http::Method,
+        path: Option<&PathAndQuery>,
+        authorization: impl IntoIterator<Item = &'r [u8]>,
+    ) -> Option<AccessFields> {
+        settings.access_log.then(|| AccessFields {
+            method: method.clone(),
+            path: path.cloned(),
+            hint: presented_hint(authorization),
+        })
     }
 }
 
@@ -712,7 +834,7 @@ async fn forward(
     headers::append_forwarded_for(headers, &remote.forwarded_for);
     headers.insert(
         headers::X_FORWARDED_PROTO,
-        HeaderValue::from_static(if state.secure { "https" } else { "http" }),
+        HeaderValue::from_static(state.forwarded_proto()),
     );
     if let Some(identity) = &identity {
         headers.insert(
@@ -734,17 +856,50 @@ async fn forward(
         }
     }
 
-    let started = Instant::now();
     let sent = settings.client.send(Request::from_parts(parts, body));
     // Boxed: hyper keeps one request future per connection for the connection's life, sized for
     // its largest state. Inline, the exchange with the upstream would be part of every idle
     // connection's memory; boxed, it costs one allocation per forwarded request.
-    let sent = Box::pin(tokio::time::timeout(settings.upstream_timeout, sent));
-    let (response, outcome) = match sent.await {
+    let handled = exchange_upstream(state, settings, outcome, Box::pin(sent)).await;
+    Handled {
+        identity,
+        ..handled
+    }
+}
+
+/// Waits for the upstream's answer to a request `sent`, up to the upstream timeout, and makes
+/// it the client's (see `answer`), timed; `outcome` as in `forward`. The identity is the
+/// caller's to add: the request being sent may still borrow it.
+async fn exchange_upstream<B>(
+    state: &ListenerState,
+    settings: &ListenerSettings,
+    outcome: Outcome,
+    sent: impl Future<Output = Result<Response<UpstreamBody<B>>, UpstreamError>>,
+) -> Handled<B> {
+    let started = Instant::now();
+    let sent = tokio::time::timeout(settings.upstream_timeout, sent).await;
+    let (response, outcome) = answer(state, settings, sent, outcome);
+    Handled {
+        response,
+        outcome,
+        identity: None,
+        upstream_time: Some(started.elapsed()),
+    }
+}
+
+/// The client's answer to what became of a forwarded request (`sent`, within the upstream
+/// timeout or not), and what it counts as: `delivered` when the upstream answered.
+fn answer<B>(
+    state: &ListenerState,
+    settings: &ListenerSettings,
+    sent: Result<Result<Response<UpstreamBody<B>>, UpstreamError>, tokio::time::error::Elapsed>,
+    delivered: Outcome,
+) -> (Response<ProxyBody<B>>, Outcome) {
+    match sent {
         Ok(Ok(response)) => {
             let (mut parts, body) = response.into_parts();
             headers::remove_hop_by_hop(&mut parts.headers);
-            (Response::from_parts(parts, Either::Left(body)), outcome)
+            (Response::from_parts(parts, Either::Left(body)), delivered)
         }
         Ok(Err(e)) => {
             tracing::warn!(
@@ -767,12 +922,6 @@ async fn forward(
             );
             (respond::upstream_timed_out(), Outcome::UpstreamTimeout)
         }
-    };
-    Handled {
-        response,
-        outcome,
-        identity,
-        upstream_time: Some(started.elapsed()),
     }
 }
 

@@ -11,7 +11,7 @@
 mod body;
 mod conn;
 mod pool;
-mod wire;
+pub(crate) mod wire;
 
 use std::future::poll_fn;
 use std::io;
@@ -33,7 +33,8 @@ use crate::config::Upstream;
 pub use body::UpstreamBody;
 use conn::{Connection, Io};
 use pool::Pool;
-use wire::{Parsed, RequestFraming, ResponseHead};
+pub(crate) use wire::RequestFraming;
+use wire::{Parsed, ResponseHead};
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
@@ -137,23 +138,44 @@ impl UpstreamClient {
         B: Body<Data = Bytes> + Unpin,
         B::Error: Into<BoxError>,
     {
-        let (parts, mut body) = request.into_parts();
+        let (parts, body) = request.into_parts();
         let framing = RequestFraming::of(
             &parts.method,
-            &parts.headers,
+            parts.headers.contains_key(http::header::CONTENT_LENGTH),
             body.size_hint().exact(),
             body.is_end_stream(),
         );
-        let encode_head = || {
-            let mut head = Vec::with_capacity(512);
+        let path = parts.uri.path_and_query().map_or("/", |p| p.as_str());
+        let write_head = |head: &mut Vec<u8>| {
             wire::encode_request_head(
                 &parts.method,
-                parts.uri.path_and_query().map_or("/", |p| p.as_str()),
+                path,
                 &parts.headers,
                 &self.target.authority,
                 framing,
-                &mut head,
+                head,
             );
+        };
+        self.send_head(&parts.method, framing, write_head, body)
+            .await
+    }
+
+    /// Sends a request whose head `write_head` writes, whole and framed by `framing`, followed by
+    /// `body`; as [`UpstreamClient::send`] otherwise. `write_head` may be called more than once.
+    pub(crate) async fn send_head<B>(
+        &self,
+        method: &Method,
+        framing: RequestFraming,
+        write_head: impl Fn(&mut Vec<u8>),
+        mut body: B,
+    ) -> Result<Response<UpstreamBody<B>>, UpstreamError>
+    where
+        B: Body<Data = Bytes> + Unpin,
+        B::Error: Into<BoxError>,
+    {
+        let encode_head = || {
+            let mut head = Vec::with_capacity(512);
+            write_head(&mut head);
             head
         };
         // An idle connection the upstream has just closed is found only by using it. If the
@@ -161,7 +183,7 @@ impl UpstreamClient {
         // goes again on a new connection. Anything else fails, as it would through any proxy:
         // the upstream may have acted on it. Closing idle connections before the upstream does
         // (the idle timeout) keeps that rare.
-        let replayable = parts.method.is_idempotent()
+        let replayable = method.is_idempotent()
             && matches!(framing, RequestFraming::None | RequestFraming::Length(0));
         let mut pooled = self.pool.take();
         loop {
@@ -173,7 +195,7 @@ impl UpstreamClient {
                 // of the few requests that open a connection.
                 None => Box::pin(self.connect()).await?,
             };
-            match exchange(&mut conn, encode_head(), &mut body, framing, &parts.method).await {
+            match exchange(&mut conn, encode_head(), &mut body, framing, method).await {
                 Ok((head, upload)) => {
                     let (keep_alive, upload) = match upload {
                         Upload::Sent => (head.keep_alive, None),

@@ -38,11 +38,12 @@ impl RequestFraming {
     /// `exact` is the body's exact length when known, `ended` whether it is already known to be
     /// empty. A request that says it carries a body (a `Content-Length`, or a method whose body
     /// is its point) keeps an explicit `Content-Length: 0` when that body is empty.
-    pub fn of(method: &Method, headers: &HeaderMap, exact: Option<u64>, ended: bool) -> Self {
+    /// `has_length` says whether the request came with a `Content-Length`.
+    pub fn of(method: &Method, has_length: bool, exact: Option<u64>, ended: bool) -> Self {
         match exact {
             Some(0) | None if ended => {
-                let says_body = headers.contains_key(header::CONTENT_LENGTH)
-                    || matches!(*method, Method::POST | Method::PUT | Method::PATCH);
+                let says_body =
+                    has_length || matches!(*method, Method::POST | Method::PUT | Method::PATCH);
                 if says_body {
                     RequestFraming::Length(0)
                 } else {
@@ -78,6 +79,12 @@ pub fn encode_request_head(
         }
         field(out, name.as_str(), value.as_bytes());
     }
+    encode_framing(framing, out);
+    out.extend_from_slice(b"\r\n");
+}
+
+/// Writes the field that frames a request's body, if it needs one.
+pub fn encode_framing(framing: RequestFraming, out: &mut Vec<u8>) {
     match framing {
         RequestFraming::None => {}
         RequestFraming::Length(length) => {
@@ -85,10 +92,10 @@ pub fn encode_request_head(
         }
         RequestFraming::Chunked => field(out, "transfer-encoding", b"chunked"),
     }
-    out.extend_from_slice(b"\r\n");
 }
 
-fn field(out: &mut Vec<u8>, name: &str, value: &[u8]) {
+/// Writes one header field.
+pub fn field(out: &mut Vec<u8>, name: &str, value: &[u8]) {
     out.extend_from_slice(name.as_bytes());
     out.extend_from_slice(b": ");
     out.extend_from_slice(value);
@@ -96,18 +103,18 @@ fn field(out: &mut Vec<u8>, name: &str, value: &[u8]) {
 }
 
 /// A number's decimal digits, without a heap allocation.
-struct Digits {
+pub struct Digits {
     bytes: [u8; 20],
     start: usize,
 }
 
 impl Digits {
-    fn as_bytes(&self) -> &[u8] {
+    pub fn as_bytes(&self) -> &[u8] {
         &self.bytes[self.start..]
     }
 }
 
-fn itoa_u64(mut n: u64) -> Digits {
+pub fn itoa_u64(mut n: u64) -> Digits {
     let mut digits = Digits {
         bytes: [0; 20],
         start: 20,
@@ -274,14 +281,14 @@ pub fn take_response_head(
 /// Where a header field's name and value lie in the head it was parsed from (a head is at most
 /// `MAX_RESPONSE_HEAD` long, so offsets fit in 32 bits).
 #[derive(Clone, Copy, Default)]
-struct FieldSpan {
+pub struct FieldSpan {
     name: (u32, u32),
     value: (u32, u32),
 }
 
 impl FieldSpan {
     /// `start` is the address of the buffer's first byte: httparse's fields are slices of it.
-    fn of(start: usize, field: &httparse::Header<'_>) -> FieldSpan {
+    pub fn of(start: usize, field: &httparse::Header<'_>) -> FieldSpan {
         let at = |bytes: &[u8]| {
             let from = bytes.as_ptr() as usize - start;
             (from as u32, (from + bytes.len()) as u32)
@@ -292,11 +299,11 @@ impl FieldSpan {
         }
     }
 
-    fn name(&self) -> Range<usize> {
+    pub fn name(&self) -> Range<usize> {
         self.name.0 as usize..self.name.1 as usize
     }
 
-    fn value(&self) -> Range<usize> {
+    pub fn value(&self) -> Range<usize> {
         self.value.0 as usize..self.value.1 as usize
     }
 }
@@ -549,27 +556,25 @@ mod tests {
 
     #[test]
     fn request_framing_comes_from_the_body_tollgate_holds() {
-        let none = HeaderMap::new();
-        let mut with_length = HeaderMap::new();
-        with_length.insert(header::CONTENT_LENGTH, HeaderValue::from_static("0"));
+        let (none, with_length) = (false, true);
         assert_eq!(
-            RequestFraming::of(&Method::GET, &none, Some(0), true),
+            RequestFraming::of(&Method::GET, none, Some(0), true),
             RequestFraming::None
         );
         assert_eq!(
-            RequestFraming::of(&Method::GET, &with_length, Some(0), true),
+            RequestFraming::of(&Method::GET, with_length, Some(0), true),
             RequestFraming::Length(0)
         );
         assert_eq!(
-            RequestFraming::of(&Method::POST, &none, Some(0), true),
+            RequestFraming::of(&Method::POST, none, Some(0), true),
             RequestFraming::Length(0)
         );
         assert_eq!(
-            RequestFraming::of(&Method::POST, &none, Some(12), false),
+            RequestFraming::of(&Method::POST, none, Some(12), false),
             RequestFraming::Length(12)
         );
         assert_eq!(
-            RequestFraming::of(&Method::POST, &with_length, None, false),
+            RequestFraming::of(&Method::POST, with_length, None, false),
             RequestFraming::Chunked
         );
     }
