@@ -10,13 +10,6 @@ use http::{Method, StatusCode, Version};
 
 use super::UpstreamError;
 
-/// The fields a response's header map has room for at least. hyper's server side parses a
-/// connection's next request into the map of the response it sent last, emptied; with room for
-/// a request's usual fields and the six the proxy adds to it, the request's map then takes them
-/// without growing and rehashing (about 900 instructions a request with a small upstream head).
-/// It costs an idle keep-alive connection about 1 KiB. Only speed depends on hyper doing so.
-const RESPONSE_MAP_ROOM: usize = 12;
-
 /// The most header fields an upstream response may carry.
 const MAX_RESPONSE_HEADERS: usize = 128;
 /// The largest response head accepted.
@@ -235,7 +228,7 @@ pub fn take_response_head(
     }
 
     let head = buf.split_to(len).freeze();
-    let mut headers = HeaderMap::with_capacity(count.max(RESPONSE_MAP_ROOM));
+    let mut headers = HeaderMap::with_capacity(count);
     for span in &spans[..count] {
         let name = HeaderName::from_bytes(&head[span.name()])
             .map_err(|_| UpstreamError::Invalid("invalid response header name"))?;
@@ -278,8 +271,9 @@ pub fn take_response_head(
     }))
 }
 
-/// Where a header field's name and value lie in the head it was parsed from (a head is at most
-/// `MAX_RESPONSE_HEAD` long, so offsets fit in 32 bits).
+/// Where a header field's name and value lie in the head it was parsed from (a response head is
+/// at most `MAX_RESPONSE_HEAD` long, a request head at most the proxy's 64 KiB, so offsets fit in
+/// 32 bits).
 #[derive(Clone, Copy, Default)]
 pub struct FieldSpan {
     name: (u32, u32),
