@@ -405,3 +405,29 @@ async fn a_refused_request_is_answered_without_waiting_for_its_body() {
     assert!(wire.closed().await);
     assert!(up.requests_to("/agents/heartbeat").is_empty());
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_stopping_listener_answers_a_kept_connection_then_closes_it() {
+    let (_up, mut tg, tok) = setup().await;
+    let auth = tok.bearer();
+    let mut wire = Wire::connect(&tg).await;
+    wire.send(get("/before", &auth).as_bytes()).await;
+    let before = wire.answer().await;
+    assert_eq!(before.header("connection"), None);
+
+    tg.sigterm();
+    // Once the listener stops accepting, the open connection's next request is still answered,
+    // and told to go elsewhere for the one after.
+    let addr = tg.proxy_addr("api");
+    wait_until(DEADLINE, "the proxy port to refuse connections", || async {
+        TcpStream::connect(addr).await.err().map(|_| ())
+    })
+    .await;
+    wire.send(get("/during", &auth).as_bytes()).await;
+    let during = wire.answer().await;
+    assert_eq!(during.status, 200);
+    assert_eq!(during.echo()["path"], "/during");
+    assert_eq!(during.header("connection"), Some("close"));
+    assert!(wire.closed().await);
+    assert!(tg.wait_exit().success());
+}

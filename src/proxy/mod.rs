@@ -1,13 +1,14 @@
 //! The data path: listeners that authenticate every request against the cache and forward what
 //! passes to their upstream.
 //!
-//! A request's life, in `handle`: route (`route.rs`) → authenticate where the route asks for it
-//! (the cache's verdict, then the route's permission) → refuse, or forward (header hygiene, the
-//! listener's upstream credential, the upstream client (`crate::upstream`), streamed bodies) →
-//! count and log. No disk, no lock across an `.await`, nothing a client sends can panic it. A
-//! connection's protocol is told by ALPN, or in cleartext by a peek for HTTP/2's preface; a
-//! listener with TLS does the handshake in the connection's own task before serving it
-//! (`crate::tls`).
+//! A request's life: route (`route.rs`) → authenticate where the route asks for it (the cache's
+//! verdict, then the route's permission; both in `judge`) → refuse, or forward (header hygiene,
+//! the listener's upstream credential, the upstream client (`crate::upstream`), streamed bodies)
+//! → count and log (`account`). HTTP/1.1's common requests live it in `h1`, tollgate's own server
+//! side; the others (HTTP/2, and HTTP/1 connections `h1` hands over) in `handle`, under hyper.
+//! No disk, no lock across an `.await`, nothing a client sends can panic it. A connection's
+//! protocol is told by ALPN, or in cleartext by a peek for HTTP/2's preface; a listener with TLS
+//! does the handshake in the connection's own task before serving it (`crate::tls`).
 
 mod h1;
 mod headers;
@@ -46,7 +47,8 @@ pub use respond::ProxyBody;
 use route::{Access, BadPath, RouteTable};
 
 /// How long a client may take to send a request head (the first one included) before its
-/// connection is closed.
+/// connection is closed; and, in `h1`, the small body of a request it forwards, from the head's
+/// end.
 const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
 /// HTTP/2 pings find dead peers on connections that carry no traffic.
 const H2_KEEP_ALIVE: Duration = Duration::from_secs(30);
@@ -254,8 +256,9 @@ struct Connections {
     builders: Arc<Builders>,
     tls: Option<TlsAcceptor>,
     graceful: GracefulShutdown,
-    /// Turns true when `graceful` shuts down, for the connections `h1` serves itself (hyper's
-    /// are told by `graceful`): their idle ones close then.
+    /// Turns true when `graceful` shuts down, for the HTTP/1 connections (HTTP/2's are told by
+    /// `graceful`): those waiting for a request close then, and those hyper serves once their
+    /// request under way is answered.
     closing: watch::Sender<bool>,
     /// Its connection slots (`state.slots`) are shared with the other workers.
     state: Arc<ListenerState>,

@@ -39,8 +39,8 @@ use request::{Checked, Credential, Hop, Parsed, Request};
 
 /// What one read asks room for.
 const READ_SIZE: usize = 8 * 1024;
-/// A buffer grown beyond this (a large head or body) is not kept for the next request.
-const KEPT_BUFFER: usize = 16 * 1024;
+/// A write buffer grown beyond this (a large answer) is not kept for the next request.
+const KEPT_ANSWER: usize = 4 * 1024;
 /// How long a closing connection's last bytes may take to go out.
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(1);
 
@@ -60,6 +60,7 @@ pub(super) async fn serve<I>(
     let mut conn = Conn {
         io,
         buf: BytesMut::new(),
+        grown: false,
         out: Vec::new(),
     };
     let deadline = tokio::time::sleep(HEADER_READ_TIMEOUT);
@@ -97,6 +98,9 @@ pub(super) async fn serve<I>(
 struct Conn<I> {
     io: I,
     buf: BytesMut,
+    /// `buf` has held more than one read's room (a large head or body): its allocation is
+    /// replaced once it is empty, rather than kept by an idle connection.
+    grown: bool,
     /// What is being written to the client, kept for the next answer.
     out: Vec<u8>,
 }
@@ -104,7 +108,7 @@ struct Conn<I> {
 impl<I: AsyncRead + AsyncWrite + Unpin> Conn<I> {
     /// The next request's head: one taken here, or one for the general server (left in the
     /// buffer); `None` once the connection is over (closed by the client, broken, too slow, or
-    /// closing while no request is under way).
+    /// its listener closing while no whole head has come).
     async fn next_request(
         &mut self,
         mut deadline: Pin<&mut Sleep>,
@@ -115,12 +119,8 @@ impl<I: AsyncRead + AsyncWrite + Unpin> Conn<I> {
         let mut searched = 0;
         loop {
             // Empty lines between requests (a client may send one after a body, RFC 9112 §2.2)
-            // are not a request begun.
-            let blank = self
-                .buf
-                .iter()
-                .take_while(|&&b| b == b'\r' || b == b'\n')
-                .count();
+            // are not a request begun. Only whole ones: a lone CR is the parser's to refuse.
+            let blank = empty_lines(&self.buf);
             if blank > 0 {
                 self.buf.advance(blank);
                 searched = 0;
@@ -151,6 +151,7 @@ impl<I: AsyncRead + AsyncWrite + Unpin> Conn<I> {
     async fn read_body(&mut self, length: usize, mut deadline: Pin<&mut Sleep>) -> Option<Bytes> {
         if self.buf.len() < length {
             self.buf.reserve(length - self.buf.len());
+            self.grown = true;
             deadline
                 .as_mut()
                 .reset(tokio::time::Instant::now() + HEADER_READ_TIMEOUT);
@@ -171,6 +172,7 @@ impl<I: AsyncRead + AsyncWrite + Unpin> Conn<I> {
     /// an error.
     async fn fill(&mut self) -> bool {
         if self.buf.capacity() - self.buf.len() < READ_SIZE / 4 {
+            self.grown |= !self.buf.is_empty();
             self.buf.reserve(READ_SIZE);
         }
         matches!(self.io.read_buf(&mut self.buf).await, Ok(n) if n > 0)
@@ -178,10 +180,11 @@ impl<I: AsyncRead + AsyncWrite + Unpin> Conn<I> {
 
     /// Lets go of buffers a large request or answer grew, between requests.
     fn keep_small(&mut self) {
-        if self.buf.is_empty() && self.buf.capacity() > KEPT_BUFFER {
+        if self.grown && self.buf.is_empty() {
             self.buf = BytesMut::new();
+            self.grown = false;
         }
-        if self.out.capacity() > KEPT_BUFFER {
+        if self.out.capacity() > KEPT_ANSWER {
             self.out = Vec::new();
         }
     }
@@ -218,9 +221,7 @@ async fn exchange<I: AsyncRead + AsyncWrite + Unpin>(
         authorization,
         request.has_cookie && request.authorizations == 0,
     );
-    // A stopping listener answers, then closes: the client reconnects, to the process that
-    // serves the port from now on.
-    let mut close = request.close || state.draining.load(std::sync::atomic::Ordering::Acquire);
+    let mut close = request.close;
     let handled = match verdict {
         Ok((identity, outcome)) => {
             let Some(body) = conn.read_body(request.content_length, deadline).await else {
@@ -252,9 +253,24 @@ async fn exchange<I: AsyncRead + AsyncWrite + Unpin>(
         }
     };
     account(state, &client.remote, logged, route, required, &handled);
+    // A stopping listener answers, then closes: the client reconnects, to the process that
+    // serves the port from now on. Asked as the answer goes out, as `super::handle` does.
+    close |= state.draining.load(std::sync::atomic::Ordering::Acquire);
     let method = &request.method;
     let out = &mut conn.out;
     response::write(&mut conn.io, out, handled.response, method, close).await && !close
+}
+
+/// How many bytes of empty lines (LF or CRLF) `buf` starts with.
+fn empty_lines(buf: &[u8]) -> usize {
+    let mut at = 0;
+    loop {
+        match &buf[at..] {
+            [b'\n', ..] => at += 1,
+            [b'\r', b'\n', ..] => at += 2,
+            _ => return at,
+        }
+    }
 }
 
 /// What tollgate tells the upstream about the request's hop and checked token, as
@@ -277,5 +293,19 @@ fn hop<'a>(
                 UpstreamAuthorization::Replace(value) => Credential::Replace(value.as_bytes()),
             },
         }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_whole_empty_lines_are_passed_over() {
+        assert_eq!(empty_lines(b"\r\n\nGET"), 3);
+        assert_eq!(empty_lines(b"GET"), 0);
+        // A lone CR, or one whose LF has not come yet, stays for the parser.
+        assert_eq!(empty_lines(b"\rGET"), 0);
+        assert_eq!(empty_lines(b"\n\r"), 1);
     }
 }

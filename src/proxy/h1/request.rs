@@ -22,6 +22,9 @@ const MAX_FIELDS: usize = 64;
 pub const MAX_BODY: usize = 64 * 1024;
 /// The longest request target the general server accepts (longer ones get its 414).
 const MAX_TARGET: usize = 65534;
+/// The most fields a request taken here may name in `Connection`: each field forwarded is looked
+/// for among them.
+const MAX_CONNECTION_NAMES: usize = 8;
 
 /// A request head, taken from the connection's buffer.
 pub struct Request {
@@ -36,8 +39,8 @@ pub struct Request {
     has_length: bool,
     /// The client asked for the connection to close after this request.
     pub close: bool,
-    /// A `Connection` field names other fields, which are then not forwarded.
-    connection_names: bool,
+    /// How many other fields `Connection` names, which are then not forwarded.
+    connection_names: usize,
     /// How many `Authorization` fields it has.
     pub authorizations: usize,
     pub has_cookie: bool,
@@ -86,7 +89,8 @@ pub fn parse(buf: &mut BytesMut) -> Parsed {
     let mut spans = Vec::with_capacity(request.headers.len());
     let (mut hosts, mut lengths) = (0, 0);
     let mut content_length = 0;
-    let (mut close, mut connection_names, mut has_cookie) = (false, false, false);
+    let (mut close, mut has_cookie) = (false, false);
+    let mut connection_names = 0;
     let mut authorizations = 0;
     for field in request.headers.iter() {
         let name = field.name.as_bytes();
@@ -103,7 +107,7 @@ pub fn parse(buf: &mut BytesMut) -> Parsed {
                 if token.eq_ignore_ascii_case(b"close") {
                     close = true;
                 } else if !token.eq_ignore_ascii_case(b"keep-alive") {
-                    connection_names = true;
+                    connection_names += 1;
                 }
             }
         } else if name.eq_ignore_ascii_case(b"authorization") {
@@ -118,7 +122,7 @@ pub fn parse(buf: &mut BytesMut) -> Parsed {
         }
         spans.push(FieldSpan::of(start, field));
     }
-    if hosts != 1 || lengths > 1 {
+    if hosts != 1 || lengths > 1 || connection_names > MAX_CONNECTION_NAMES {
         return Parsed::Other;
     }
     let target_from = target.as_ptr() as usize - start;
@@ -220,7 +224,7 @@ impl Request {
     }
 
     fn named_by_connection(&self, name: &[u8]) -> bool {
-        self.connection_names
+        self.connection_names > 0
             && self
                 .values("connection")
                 .flat_map(tokens)
@@ -368,6 +372,7 @@ mod tests {
             "GET / HTTP/1.1\r\nHost: c\r\nUpgrade: websocket\r\nConnection: upgrade\r\n\r\n",
             "GET / HTTP/1.1\r\nHost: c\r\nBad Name: x\r\n\r\n",
             "GET / HTTP/1.1\r\nHost: c\r\nX: a\rb\r\n\r\n",
+            "GET / HTTP/1.1\r\nHost: c\r\nConnection: a, b, c, d, e, f, g, h, i\r\n\r\n",
         ] {
             let mut buf = BytesMut::from(head);
             assert!(matches!(parse(&mut buf), Parsed::Other), "{head:?}");

@@ -32,6 +32,10 @@ impl<I: AsyncRead + Unpin> AsyncRead for Rewind<I> {
         let n = this.read.len().min(buf.remaining());
         buf.put_slice(&this.read[..n]);
         this.read.advance(n);
+        if this.read.is_empty() {
+            // An empty view still holds its buffer: let go of it for the connection's life.
+            this.read = Bytes::new();
+        }
         Poll::Ready(Ok(()))
     }
 }
