@@ -71,7 +71,7 @@ pub(super) async fn serve<I>(
             .as_mut()
             .reset(tokio::time::Instant::now() + HEADER_READ_TIMEOUT);
         match conn.next_request(deadline.as_mut(), &mut closing).await {
-            Some(Parsed::Request(request)) => {
+            Some(Next::Request(request)) => {
                 // Boxed: the request's state (its head, the exchange with the upstream) is held
                 // only while it lasts, not by every idle connection.
                 let exchange = exchange(&client, &mut conn, request, deadline.as_mut());
@@ -80,18 +80,26 @@ pub(super) async fn serve<I>(
                 }
                 conn.keep_small();
             }
-            Some(Parsed::Other) => {
+            Some(Next::Other) => {
                 let io = TokioIo::new(rewind::Rewind::new(conn.buf.freeze(), conn.io));
                 builders
                     .serve(Protocol::Http1, io, client, watcher, closing)
                     .await;
                 return;
             }
-            Some(Parsed::Partial) | None => break,
+            None => break,
         }
     }
     // A clean end (TLS says `close_notify`), unless the client takes too long to hear it.
     let _ = tokio::time::timeout(CLOSE_TIMEOUT, conn.io.shutdown()).await;
+}
+
+/// What comes next on a connection.
+enum Next {
+    /// A request taken here, taken from the buffer.
+    Request(Request),
+    /// A request for the general server, left in the buffer.
+    Other,
 }
 
 /// A client connection, with the bytes read from it that no request has taken yet.
@@ -113,7 +121,7 @@ impl<I: AsyncRead + AsyncWrite + Unpin> Conn<I> {
         &mut self,
         mut deadline: Pin<&mut Sleep>,
         closing: &mut watch::Receiver<bool>,
-    ) -> Option<Parsed> {
+    ) -> Option<Next> {
         // How far the buffer is known to hold no complete head, so that a head arriving in
         // many small reads is not parsed again from its start each time.
         let mut searched = 0;
@@ -127,13 +135,15 @@ impl<I: AsyncRead + AsyncWrite + Unpin> Conn<I> {
             }
             if wire::may_hold_head(&self.buf, &mut searched) {
                 match request::parse(&mut self.buf) {
+                    Parsed::Request(request) => return Some(Next::Request(request)),
+                    Parsed::Other => return Some(Next::Other),
+                    // An empty line that did not end a head: more is to come.
                     Parsed::Partial => searched = self.buf.len(),
-                    parsed => return Some(parsed),
                 }
             }
             if self.buf.len() >= MAX_HEADER_BYTES {
                 // hyper refuses it in its own words.
-                return Some(Parsed::Other);
+                return Some(Next::Other);
             }
             tokio::select! {
                 biased;
