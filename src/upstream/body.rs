@@ -29,7 +29,8 @@ pub struct UpstreamBody<B> {
     keep_alive: bool,
     /// The rest of a request whose answer came before it was all sent, sent as this body is
     /// read. A connection whose request is not all sent when its answer ends is not reused.
-    upload: Option<(Sender, B)>,
+    /// Boxed: it is rare, and the body is moved several times on its way to the client.
+    upload: Option<Box<(Sender, B)>>,
     pool: Arc<Pool>,
 }
 
@@ -56,7 +57,7 @@ where
             decoder,
             conn: Some(conn),
             keep_alive,
-            upload,
+            upload: upload.map(Box::new),
             pool,
         };
         if body.decoder == Decoder::Done {
@@ -80,7 +81,8 @@ where
 
     /// Sends more of an unfinished request. A failure ends the sending, not the answer.
     fn poll_upload(&mut self, cx: &mut Context<'_>) {
-        let (Some((sender, body)), Some(conn)) = (self.upload.as_mut(), self.conn.as_mut()) else {
+        let (Some((sender, body)), Some(conn)) = (self.upload.as_deref_mut(), self.conn.as_mut())
+        else {
             return;
         };
         match sender.poll_send(cx, conn, body) {
