@@ -431,3 +431,65 @@ async fn a_stopping_listener_answers_a_kept_connection_then_closes_it() {
     assert!(wire.closed().await);
     assert!(tg.wait_exit().success());
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn both_server_sides_hand_the_upstream_the_same_fields() {
+    let (_up, tg, tok) = setup().await;
+    let auth = tok.bearer();
+    // Everything the hygiene acts on, in mixed case. Framed by a length, the request is served
+    // by tollgate's own side; chunked, by hyper's, through the general path.
+    let fields = format!(
+        "Host: controller:8888\r\nAuthorization: {auth}\r\nConnection: keep-alive, X-Custom-Hop\r\n\
+         X-Custom-Hop: 1\r\nKeep-Alive: timeout=5\r\nProxy-Connection: keep-alive\r\n\
+         Proxy-Authorization: Basic c3Bvb2Y=\r\nTE: trailers\r\nX-Tollgate-Token-Id: spoofed\r\n\
+         x-tollgate-anything: spoofed\r\nX-Forwarded-Host: evil\r\nX-Forwarded-Proto: gopher\r\n\
+         Forwarded: for=evil\r\nX-Real-IP: 10.6.6.6\r\nX-HTTP-Method-Override: DELETE\r\n\
+         X-Forwarded-For: 192.0.2.1\r\nCookie: a=1\r\nAccept: a\r\nAccept: b\r\nUser-Agent: t\r\n"
+    );
+    let by_length = format!("POST /same HTTP/1.1\r\n{fields}Content-Length: 1\r\n\r\nx");
+    let chunked = format!(
+        "POST /same HTTP/1.1\r\n{fields}Transfer-Encoding: chunked\r\n\r\n1\r\nx\r\n0\r\n\r\n"
+    );
+
+    let mut received = Vec::new();
+    for request in [by_length, chunked] {
+        let mut wire = Wire::connect(&tg).await;
+        wire.send(request.as_bytes()).await;
+        let answer = wire.answer().await;
+        assert_eq!(answer.status, 200);
+        let echo = answer.echo();
+        assert_eq!(echo["body_sha256"], sha256_hex(b"x"));
+        let mut fields: Vec<(String, String)> = echo["headers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|pair| {
+                (
+                    pair[0].as_str().unwrap().to_owned(),
+                    pair[1].as_str().unwrap().to_owned(),
+                )
+            })
+            .filter(|(name, _)| name != "content-length" && name != "transfer-encoding")
+            .collect();
+        fields.sort();
+        received.push(fields);
+    }
+    assert_eq!(received[0], received[1], "the two sides differ");
+    let names: Vec<&str> = received[0].iter().map(|(n, _)| n.as_str()).collect();
+    assert_eq!(
+        names,
+        [
+            "accept",
+            "accept",
+            "authorization",
+            "cookie",
+            "host",
+            "user-agent",
+            "x-forwarded-for",
+            "x-forwarded-host",
+            "x-forwarded-proto",
+            "x-tollgate-token-id",
+            "x-tollgate-token-name",
+        ]
+    );
+}

@@ -859,11 +859,9 @@ async fn forward(
         }
     }
 
+    // Not boxed on its own: this whole request's future is (see `Builders::serve`).
     let sent = settings.client.send(Request::from_parts(parts, body));
-    // Boxed: hyper keeps one request future per connection for the connection's life, sized for
-    // its largest state. Inline, the exchange with the upstream would be part of every idle
-    // connection's memory; boxed, it costs one allocation per forwarded request.
-    let handled = exchange_upstream(state, settings, outcome, Box::pin(sent)).await;
+    let handled = exchange_upstream(state, settings, outcome, sent).await;
     Handled {
         identity,
         ..handled

@@ -2,8 +2,8 @@
 //!
 //! Why not hyper's server for these: a request's head is parsed where it lies and written
 //! upstream from the bytes received, with no header map built, scrubbed and encoded again; the
-//! connection has one deadline, moved on per request rather than registered anew; and the
-//! answer's head and body go out in one write. That is the work a request costs beyond the
+//! connection has one deadline for its request heads, moved on per request rather than
+//! registered anew; and the answer's head and body go out in one write. That is the work a request costs beyond the
 //! check, paid on every request an agent makes.
 //!
 //! The requests taken here are the common ones (`request` says which). At the first request
@@ -29,7 +29,7 @@ use tokio::sync::watch;
 use tokio::time::Sleep;
 
 use super::{
-    AccessFields, Builders, Client, HEADER_READ_TIMEOUT, Judgement, ListenerSettings,
+    AccessFields, Builders, Client, HEADER_READ_TIMEOUT, Handled, Judgement, ListenerSettings,
     ListenerState, MAX_HEADER_BYTES, Protocol, Remote, account, exchange_upstream, judge,
 };
 use crate::cache::Identity;
@@ -235,7 +235,7 @@ async fn exchange<I: AsyncRead + AsyncWrite + Unpin>(
     let handled = match verdict {
         Ok((identity, outcome)) => {
             let Some(body) = conn.read_body(request.content_length, deadline).await else {
-                tracing::debug!(listener = %state.name, "the client left in the middle of a body");
+                tracing::debug!(listener = %state.name, "a request body did not all come in time");
                 return false;
             };
             let hop = hop(state, &settings, &client.remote, identity.as_ref());
@@ -246,7 +246,7 @@ async fn exchange<I: AsyncRead + AsyncWrite + Unpin>(
                 Full::new(body),
             );
             let handled = exchange_upstream(state, &settings, outcome, sent).await;
-            super::Handled {
+            Handled {
                 identity,
                 ..handled
             }

@@ -19,7 +19,7 @@ use crate::upstream::wire::{self, FieldSpan};
 /// The most header fields a request taken here may have.
 const MAX_FIELDS: usize = 64;
 /// The largest request body taken here; it is read whole before the request goes upstream.
-pub const MAX_BODY: usize = 64 * 1024;
+const MAX_BODY: usize = 64 * 1024;
 /// The longest request target the general server accepts (longer ones get its 414).
 const MAX_TARGET: usize = 65534;
 /// The most fields a request taken here may name in `Connection`: each field forwarded is looked
@@ -193,7 +193,7 @@ impl Request {
             .map(|span| (&self.head[span.name()], &self.head[span.value()]))
     }
 
-    /// The values of every field named `name` (lowercase).
+    /// The values of every field named `name`, in any case.
     pub fn values<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a [u8]> + Clone {
         self.fields()
             .filter(move |(field, _)| field.eq_ignore_ascii_case(name.as_bytes()))
