@@ -59,6 +59,13 @@ fn script(path: &str) -> &'static [u8] {
             b"HTTP/1.1 200 OK\r\ncontent-length: 3\r\ntransfer-encoding: chunked\r\n\r\n\
               3\r\nabc\r\n0\r\n\r\n"
         }
+        "/hop" => {
+            b"HTTP/1.1 200 OK\r\nConnection: keep-alive, X-Hop\r\nX-Hop: secret\r\n\
+              Keep-Alive: timeout=5\r\nProxy-Connection: keep-alive\r\nTrailer: x-t\r\n\
+              Upgrade: h2c\r\nTE: trailers\r\nProxy-Authenticate: Basic\r\nSet-Cookie: a=1\r\n\
+              Set-Cookie: b=2\r\nX-Custom: Kept As Sent\r\n\
+              Date: Thu, 03 Dec 2026 12:00:00 GMT\r\ncontent-length: 2\r\n\r\nok"
+        }
         _ => b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok",
     }
 }
@@ -226,6 +233,54 @@ async fn one_pooled_connection_carries_consecutive_requests() {
     assert_eq!(
         (requests[5].method.as_str(), requests[5].body.as_slice()),
         ("POST", b"posted".as_slice())
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn both_server_sides_give_the_client_the_same_fields_of_an_answer() {
+    let (upstream, _seen) = scripted_upstream();
+    let (tg, token) = tollgate_before(&upstream, "").await;
+    // Framed by a length, the request is served by tollgate's own side; chunked, by hyper's,
+    // through the general path.
+    let head =
+        format!("POST /hop HTTP/1.1\r\nHost: c\r\nAuthorization: {token}\r\nConnection: close\r\n");
+    let by_length = format!("{head}Content-Length: 1\r\n\r\nx");
+    let chunked = format!("{head}Transfer-Encoding: chunked\r\n\r\n1\r\nx\r\n0\r\n\r\n");
+    let mut received = Vec::new();
+    for request in [by_length, chunked] {
+        let mut stream = TcpStream::connect(tg.proxy_addr("api")).await.unwrap();
+        stream.write_all(request.as_bytes()).await.unwrap();
+        // `Connection: close`: the answer ends with the connection.
+        let mut answer = Vec::new();
+        tokio::time::timeout(DEADLINE, stream.read_to_end(&mut answer))
+            .await
+            .expect("the connection closes after the answer")
+            .unwrap();
+        let answer = String::from_utf8(answer).unwrap();
+        let (head, body) = answer.split_once("\r\n\r\n").unwrap();
+        assert_eq!(body, "ok");
+        let mut lines = head.lines();
+        assert_eq!(lines.next(), Some("HTTP/1.1 200 OK"));
+        let mut fields: Vec<String> = lines
+            .map(|line| {
+                let (name, value) = line.split_once(':').unwrap();
+                format!("{}: {}", name.to_ascii_lowercase(), value.trim())
+            })
+            .collect();
+        fields.sort();
+        received.push(fields);
+    }
+    assert_eq!(received[0], received[1], "the two sides differ");
+    assert_eq!(
+        received[0],
+        [
+            "connection: close",
+            "content-length: 2",
+            "date: Thu, 03 Dec 2026 12:00:00 GMT",
+            "set-cookie: a=1",
+            "set-cookie: b=2",
+            "x-custom: Kept As Sent",
+        ]
     );
 }
 

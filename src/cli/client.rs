@@ -99,9 +99,9 @@ impl AdminClient {
                 url: self.base.clone(),
                 reason: crate::ErrorChain(&e).to_string(),
             })?;
-        let status = response.status();
+        let status = response.status;
         let bytes = response
-            .into_body()
+            .body
             .collect()
             .await
             .map_err(|e| ClientError::Unreachable {

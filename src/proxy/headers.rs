@@ -5,6 +5,8 @@
 
 use http::header::{self, Entry, HeaderMap, HeaderName, HeaderValue};
 
+use crate::upstream::ResponseFields;
+
 pub const TOKEN_ID: HeaderName = HeaderName::from_static("x-tollgate-token-id");
 pub const TOKEN_NAME: HeaderName = HeaderName::from_static("x-tollgate-token-name");
 pub const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
@@ -80,9 +82,12 @@ pub fn request_field_dropped(name: &[u8], token_checked: bool) -> bool {
         || (token_checked && is_among(name, METHOD_OVERRIDES))
 }
 
-/// Removes hop-by-hop headers from a response.
-pub fn remove_hop_by_hop(headers: &mut HeaderMap) {
-    remove_where(headers, is_hop_by_hop);
+/// The fields of an upstream's response that reach the client: all but the hop-by-hop ones,
+/// and those its `Connection` names. Both server sides write these.
+pub fn forwarded_response(fields: &ResponseFields) -> impl Iterator<Item = (&[u8], &[u8])> {
+    fields
+        .iter()
+        .filter(|(name, _)| !is_hop_by_hop(name) && !fields.named_by_connection(name))
 }
 
 /// Removes every header whose (lowercase) name `doomed` picks, and those that a `Connection`
@@ -154,22 +159,49 @@ pub fn forwarded_for<'a>(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::upstream::wire::{Parsed, take_response_head};
+
+    /// The fields of `head` that reach the client, as text.
+    fn forwarded(head: &str) -> Vec<String> {
+        let mut buf = bytes::BytesMut::from(head);
+        let Ok(Parsed::Final(head)) = take_response_head(&mut buf, &http::Method::GET) else {
+            panic!("not a final head: {head:?}");
+        };
+        forwarded_response(&head.fields)
+            .map(|(name, value)| {
+                format!(
+                    "{}: {}",
+                    String::from_utf8_lossy(name),
+                    String::from_utf8_lossy(value)
+                )
+            })
+            .collect()
+    }
 
     #[test]
     fn hop_by_hop_and_connection_named_headers_go() {
-        let mut h = HeaderMap::new();
-        h.insert(
-            header::CONNECTION,
-            HeaderValue::from_static("close, X-Custom-Hop"),
+        let kept = forwarded(
+            "HTTP/1.1 200 OK\r\nConnection: close, X-Custom-Hop\r\nx-custom-hop: 1\r\n\
+             Keep-Alive: timeout=5\r\nTE: trailers\r\nSet-Cookie: a=1\r\nProxy-Connection: x\r\n\
+             Upgrade: h2c\r\nTrailer: x-t\r\nProxy-Authenticate: Basic\r\nset-cookie: b=2\r\n\
+             X-Custom: Kept As Sent\r\ncontent-length: 0\r\n\r\n",
         );
-        h.insert("x-custom-hop", HeaderValue::from_static("1"));
-        h.insert("keep-alive", HeaderValue::from_static("timeout=5"));
-        h.insert(header::TE, HeaderValue::from_static("trailers"));
-        h.append(header::SET_COOKIE, HeaderValue::from_static("a=1"));
-        h.append(header::SET_COOKIE, HeaderValue::from_static("b=2"));
-        remove_hop_by_hop(&mut h);
-        assert_eq!(h.len(), 2);
-        assert_eq!(h.get_all(header::SET_COOKIE).iter().count(), 2);
+        assert_eq!(
+            kept,
+            [
+                "Set-Cookie: a=1",
+                "set-cookie: b=2",
+                "X-Custom: Kept As Sent",
+                "content-length: 0"
+            ]
+        );
+        // `Connection: keep-alive` names no other field; a length that a transfer coding
+        // overrides goes, the coding itself being hop-by-hop.
+        let kept = forwarded(
+            "HTTP/1.1 200 OK\r\nConnection: keep-alive\r\nKeep-Alive: timeout=5\r\nX-A: 1\r\n\
+             Content-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n",
+        );
+        assert_eq!(kept, ["X-A: 1"]);
     }
 
     #[test]

@@ -23,7 +23,7 @@ use std::time::{Duration, Instant};
 use arc_swap::ArcSwap;
 use http::header::{AUTHORIZATION, COOKIE, HOST, HeaderValue};
 use http::uri::PathAndQuery;
-use http::{Request, Response, Version};
+use http::{Request, Response, StatusCode, Version};
 use http_body_util::Either;
 use hyper::body::Incoming;
 use hyper::server::conn::{http1, http2};
@@ -41,7 +41,7 @@ use crate::time;
 use crate::tls::TlsError;
 use crate::tls::client::upstream_client;
 use crate::token::Permission;
-use crate::upstream::{UpstreamBody, UpstreamClient, UpstreamError};
+use crate::upstream::{UpstreamClient, UpstreamError, UpstreamResponse};
 
 pub use respond::ProxyBody;
 use route::{Access, BadPath, RouteTable};
@@ -604,7 +604,7 @@ async fn handle(
         Err(refused) => *refused,
     };
     account(&state, &remote, logged, route, required, &handled);
-    let mut response = handled.response;
+    let mut response = handled.answer.into_response();
     if http1 && state.draining.load(std::sync::atomic::Ordering::Acquire) {
         // hyper closes the connection after this answer; the client reconnects, to the
         // process that serves the port from now on.
@@ -624,6 +624,37 @@ struct Judgement<'s, B> {
     /// Forward (with the checked token's identity, if any, and what a delivered answer counts
     /// as), or the refusal.
     verdict: Result<(Option<Identity>, Outcome), Box<Handled<B>>>,
+}
+
+/// The answer to a request: the upstream's, or one of tollgate's own. `B` is the request's body,
+/// which the upstream's answer may still be sending.
+enum Answer<B> {
+    Upstream(UpstreamResponse<B>),
+    Own(respond::Own),
+}
+
+impl<B> Answer<B> {
+    fn status(&self) -> StatusCode {
+        match self {
+            Answer::Upstream(response) => response.status,
+            Answer::Own(response) => response.status(),
+        }
+    }
+
+    /// As hyper serves it: the upstream's fields as a header map, without the hop-by-hop ones.
+    fn into_response(self) -> Response<ProxyBody<B>> {
+        match self {
+            Answer::Upstream(upstream) => {
+                let mut response = Response::new(Either::Left(upstream.body));
+                *response.status_mut() = upstream.status;
+                *response.headers_mut() = upstream
+                    .fields
+                    .header_map(headers::forwarded_response(&upstream.fields));
+                response
+            }
+            Answer::Own(response) => response.map(Either::Right),
+        }
+    }
 }
 
 /// Routes a request and, where the route asks for it, checks its token: `authorization` is the
@@ -704,7 +735,7 @@ fn account<B>(
         remote = %remote.addr.ip(),
         method = %fields.method,
         path = fields.path.as_ref().map_or("/", |p| p.path()),
-        status = handled.response.status().as_u16(),
+        status = handled.answer.status().as_u16(),
         outcome = handled.outcome.as_str(),
         route,
         required = required.map(tracing::field::display),
@@ -719,7 +750,7 @@ fn account<B>(
 /// How a request ended, for the metrics and the access line; `B` is the request's body, which
 /// an upstream answer may still be sending.
 struct Handled<B = Incoming> {
-    response: Response<ProxyBody<B>>,
+    answer: Answer<B>,
     outcome: Outcome,
     /// The token's owner, when a known token was presented (allowed or not).
     identity: Option<Identity>,
@@ -729,13 +760,9 @@ struct Handled<B = Incoming> {
 
 impl<B> Handled<B> {
     /// A refusal, boxed: it is the rarer way out, and the common one then stays small.
-    fn refused(
-        response: Response<ProxyBody<B>>,
-        outcome: Outcome,
-        identity: Option<Identity>,
-    ) -> Box<Self> {
+    fn refused(response: respond::Own, outcome: Outcome, identity: Option<Identity>) -> Box<Self> {
         Box::new(Handled {
-            response,
+            answer: Answer::Own(response),
             outcome,
             identity,
             upstream_time: None,
@@ -875,13 +902,13 @@ async fn exchange_upstream<B>(
     state: &ListenerState,
     settings: &ListenerSettings,
     outcome: Outcome,
-    sent: impl Future<Output = Result<Response<UpstreamBody<B>>, UpstreamError>>,
+    sent: impl Future<Output = Result<UpstreamResponse<B>, UpstreamError>>,
 ) -> Handled<B> {
     let started = Instant::now();
     let sent = tokio::time::timeout(settings.upstream_timeout, sent).await;
-    let (response, outcome) = answer(state, settings, sent, outcome);
+    let (answer, outcome) = answer(state, settings, sent, outcome);
     Handled {
-        response,
+        answer,
         outcome,
         identity: None,
         upstream_time: Some(started.elapsed()),
@@ -893,15 +920,11 @@ async fn exchange_upstream<B>(
 fn answer<B>(
     state: &ListenerState,
     settings: &ListenerSettings,
-    sent: Result<Result<Response<UpstreamBody<B>>, UpstreamError>, tokio::time::error::Elapsed>,
+    sent: Result<Result<UpstreamResponse<B>, UpstreamError>, tokio::time::error::Elapsed>,
     delivered: Outcome,
-) -> (Response<ProxyBody<B>>, Outcome) {
+) -> (Answer<B>, Outcome) {
     match sent {
-        Ok(Ok(response)) => {
-            let (mut parts, body) = response.into_parts();
-            headers::remove_hop_by_hop(&mut parts.headers);
-            (Response::from_parts(parts, Either::Left(body)), delivered)
-        }
+        Ok(Ok(response)) => (Answer::Upstream(response), delivered),
         Ok(Err(e)) => {
             tracing::warn!(
                 listener = %state.name,
@@ -910,7 +933,7 @@ fn answer<B>(
                 "upstream request failed"
             );
             (
-                respond::upstream_unavailable(),
+                Answer::Own(respond::upstream_unavailable()),
                 Outcome::UpstreamUnavailable,
             )
         }
@@ -921,7 +944,10 @@ fn answer<B>(
                 timeout_ms = settings.upstream_timeout.as_millis() as u64,
                 "upstream timed out"
             );
-            (respond::upstream_timed_out(), Outcome::UpstreamTimeout)
+            (
+                Answer::Own(respond::upstream_timed_out()),
+                Outcome::UpstreamTimeout,
+            )
         }
     }
 }

@@ -14,8 +14,8 @@ use hyper::body::Incoming;
 /// of tollgate's own short answers.
 pub type ProxyBody<B = Incoming> = Either<UpstreamBody<B>, Full<Bytes>>;
 
-/// One of tollgate's own answers, beside the upstream's kind `U`.
-type Own<U> = Response<Either<U, Full<Bytes>>>;
+/// One of tollgate's own answers.
+pub type Own = Response<Full<Bytes>>;
 
 const CHALLENGE: HeaderValue = HeaderValue::from_static(r#"Bearer realm="tollgate""#);
 const CHALLENGE_INVALID: HeaderValue =
@@ -24,7 +24,7 @@ const CHALLENGE_SCOPE: HeaderValue =
     HeaderValue::from_static(r#"Bearer realm="tollgate", error="insufficient_scope""#);
 
 /// A 401 for a refused token.
-pub fn denied<U>(denial: Denial) -> Own<U> {
+pub fn denied(denial: Denial) -> Own {
     let (message, challenge) = match denial {
         Denial::Missing => ("Missing or invalid Authorization header", CHALLENGE),
         Denial::Format => ("Invalid token format", CHALLENGE_INVALID),
@@ -39,7 +39,7 @@ pub fn denied<U>(denial: Denial) -> Own<U> {
 }
 
 /// A 403 for a valid token that lacks the route's permission, in the Controller's words.
-pub fn insufficient_scope<U>(required: Permission) -> Own<U> {
+pub fn insufficient_scope(required: Permission) -> Own {
     // A permission is `resource:action` in lower-case letters and hyphens: nothing to escape.
     let body = format!(r#"{{"error":"Insufficient permissions: {required} required"}}"#);
     let mut response = json(StatusCode::FORBIDDEN, body);
@@ -50,31 +50,31 @@ pub fn insufficient_scope<U>(required: Permission) -> Own<U> {
 }
 
 /// A 403 for a request that a `deny` route or default refuses, whatever its token.
-pub fn forbidden<U>() -> Own<U> {
+pub fn forbidden() -> Own {
     error(StatusCode::FORBIDDEN, "Forbidden")
 }
 
 /// A 400 for a path that servers may read differently (dot segments, encoded separators).
-pub fn bad_path<U>() -> Own<U> {
+pub fn bad_path() -> Own {
     error(StatusCode::BAD_REQUEST, "Invalid request path")
 }
 
-pub fn upstream_unavailable<U>() -> Own<U> {
+pub fn upstream_unavailable() -> Own {
     error(StatusCode::BAD_GATEWAY, "Upstream unavailable")
 }
 
-pub fn upstream_timed_out<U>() -> Own<U> {
+pub fn upstream_timed_out() -> Own {
     error(StatusCode::GATEWAY_TIMEOUT, "Upstream timed out")
 }
 
 /// `{"error": message}`. Messages are fixed strings without quotes or backslashes, so they need
 /// no escaping.
-fn error<U>(status: StatusCode, message: &'static str) -> Own<U> {
+fn error(status: StatusCode, message: &'static str) -> Own {
     json(status, format!(r#"{{"error":"{message}"}}"#))
 }
 
-fn json<U>(status: StatusCode, body: String) -> Own<U> {
-    let mut response = Response::new(Either::Right(Full::new(Bytes::from(body))));
+fn json(status: StatusCode, body: String) -> Own {
+    let mut response = Response::new(Full::new(Bytes::from(body)));
     *response.status_mut() = status;
     response.headers_mut().insert(
         header::CONTENT_TYPE,

@@ -21,7 +21,7 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::{HeaderValue, Method, Request, Response};
+use http::{HeaderValue, Method, Request, Response, StatusCode};
 use http_body::Body;
 use rustls::ClientConfig;
 use rustls::pki_types::ServerName;
@@ -34,9 +34,28 @@ pub use body::UpstreamBody;
 use conn::{Connection, Io};
 use pool::Pool;
 pub(crate) use wire::RequestFraming;
+pub use wire::ResponseFields;
 use wire::{Parsed, ResponseHead};
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// The upstream's response: its status, its fields as received, and its body, which `B` (the
+/// request's body) may still be going out with.
+pub struct UpstreamResponse<B> {
+    pub status: StatusCode,
+    pub fields: ResponseFields,
+    pub body: UpstreamBody<B>,
+}
+
+impl<B> UpstreamResponse<B> {
+    /// As an `http` response, with every field received (see [`ResponseFields::iter`]).
+    pub fn into_http(self) -> Response<UpstreamBody<B>> {
+        let mut response = Response::new(self.body);
+        *response.status_mut() = self.status;
+        *response.headers_mut() = self.fields.header_map(self.fields.iter());
+        response
+    }
+}
 
 /// Why a request got no response from the upstream. Never carries request data.
 #[derive(Debug, thiserror::Error)]
@@ -130,10 +149,7 @@ impl UpstreamClient {
 
     /// Sends `request` (its URI's path and query; the target is the client's) and returns the
     /// response once its head is in. The body is read as the returned body is polled.
-    pub async fn send<B>(
-        &self,
-        request: Request<B>,
-    ) -> Result<Response<UpstreamBody<B>>, UpstreamError>
+    pub async fn send<B>(&self, request: Request<B>) -> Result<UpstreamResponse<B>, UpstreamError>
     where
         B: Body<Data = Bytes> + Unpin,
         B::Error: Into<BoxError>,
@@ -168,7 +184,7 @@ impl UpstreamClient {
         framing: RequestFraming,
         write_head: impl Fn(&mut Vec<u8>),
         mut body: B,
-    ) -> Result<Response<UpstreamBody<B>>, UpstreamError>
+    ) -> Result<UpstreamResponse<B>, UpstreamError>
     where
         B: Body<Data = Bytes> + Unpin,
         B::Error: Into<BoxError>,
@@ -207,16 +223,18 @@ impl UpstreamClient {
                         // then reads on expects.
                         Upload::Unfinished(sender) => (head.keep_alive, Some((sender, body))),
                     };
-                    let mut response = Response::new(UpstreamBody::new(
+                    let body = UpstreamBody::new(
                         head.framing,
                         conn,
                         keep_alive,
                         upload,
                         self.pool.clone(),
-                    ));
-                    *response.status_mut() = head.status;
-                    *response.headers_mut() = head.headers;
-                    return Ok(response);
+                    );
+                    return Ok(UpstreamResponse {
+                        status: head.status,
+                        fields: head.fields,
+                        body,
+                    });
                 }
                 Err(failed) if reused && replayable && !failed.answered => continue,
                 Err(failed) => return Err(failed.error),

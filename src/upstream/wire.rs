@@ -4,9 +4,9 @@
 use std::mem::MaybeUninit;
 use std::ops::Range;
 
-use bytes::{Buf, BytesMut};
+use bytes::{Buf, Bytes, BytesMut};
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
-use http::{Method, StatusCode, Version};
+use http::{Method, StatusCode};
 
 use super::UpstreamError;
 
@@ -88,8 +88,8 @@ pub fn encode_framing(framing: RequestFraming, out: &mut Vec<u8>) {
 }
 
 /// Writes one header field.
-pub fn field(out: &mut Vec<u8>, name: &str, value: &[u8]) {
-    out.extend_from_slice(name.as_bytes());
+pub fn field(out: &mut Vec<u8>, name: impl AsRef<[u8]>, value: &[u8]) {
+    out.extend_from_slice(name.as_ref());
     out.extend_from_slice(b": ");
     out.extend_from_slice(value);
     out.extend_from_slice(b"\r\n");
@@ -136,10 +136,68 @@ pub enum ResponseFraming {
 /// A parsed response head, ready to hand to the client side.
 pub struct ResponseHead {
     pub status: StatusCode,
-    pub headers: HeaderMap,
+    pub fields: ResponseFields,
     pub framing: ResponseFraming,
     /// Whether the connection may carry another request once this response's body is read.
     pub keep_alive: bool,
+}
+
+/// A response head's fields as the upstream sent them: the head's bytes, and where each field
+/// lies in them. They stay as received rather than becoming a header map: tollgate's own server
+/// side writes them on as they are, and only the general one (hyper) needs a map.
+pub struct ResponseFields {
+    head: Bytes,
+    spans: Vec<FieldSpan>,
+    /// Whether `Connection` names fields other than itself (beyond `close` and `keep-alive`),
+    /// which are then hop-by-hop too.
+    names_fields: bool,
+    /// A `Content-Length` beside a `Transfer-Encoding`, which overrides it (RFC 9112 §6.3): it
+    /// says nothing true of the body, and is not passed on.
+    length_overridden: bool,
+}
+
+impl ResponseFields {
+    /// Every field, name (in the case it came in) and value, in the order received; but for an
+    /// overridden `Content-Length`.
+    pub fn iter(&self) -> impl Iterator<Item = (&[u8], &[u8])> {
+        self.spans
+            .iter()
+            .map(|span| (&self.head[span.name()], &self.head[span.value()]))
+            .filter(|(name, _)| {
+                !(self.length_overridden && name.eq_ignore_ascii_case(b"content-length"))
+            })
+    }
+
+    /// Whether `Connection` names the field `name` (in any case), making it hop-by-hop.
+    pub fn named_by_connection(&self, name: &[u8]) -> bool {
+        self.names_fields
+            && self
+                .iter()
+                .filter(|(field, _)| field.eq_ignore_ascii_case(b"connection"))
+                .flat_map(|(_, value)| tokens(value))
+                .any(|token| token.eq_ignore_ascii_case(name))
+    }
+
+    /// A header map of `fields`, which are some of these (see `iter`); the values share the
+    /// head's bytes.
+    pub fn header_map<'a>(
+        &'a self,
+        fields: impl Iterator<Item = (&'a [u8], &'a [u8])>,
+    ) -> HeaderMap {
+        let mut map = HeaderMap::with_capacity(self.spans.len());
+        for (name, value) in fields {
+            // httparse took these fields only if their names are tokens and their values
+            // visible ASCII, spaces, tabs and obs-text: exactly what these two accept, so no
+            // field is ever passed over here.
+            if let (Ok(name), Ok(value)) = (
+                HeaderName::from_bytes(name),
+                HeaderValue::from_maybe_shared(self.head.slice_ref(value)),
+            ) {
+                map.append(name, value);
+            }
+        }
+        map
+    }
 }
 
 /// What a look at the bytes received so far found.
@@ -176,9 +234,6 @@ pub fn take_response_head(
     buf: &mut BytesMut,
     request_method: &Method,
 ) -> Result<Parsed, UpstreamError> {
-    // Where each field lies in the head: the header values are then slices of the head's own
-    // bytes, shared rather than copied one allocation each.
-    let mut spans = [FieldSpan::default(); MAX_RESPONSE_HEADERS];
     let mut fields = [const { MaybeUninit::uninit() }; MAX_RESPONSE_HEADERS];
     let mut response = httparse::Response::new(&mut []);
     let parsed = httparse::ParserConfig::default().parse_response_with_uninit_headers(
@@ -216,56 +271,79 @@ pub fn take_response_head(
         // A tunnel (RFC 9112 §6.3), which tollgate does not open either.
         return Err(UpstreamError::Invalid("unrequested tunnel"));
     }
-    let version = if response.version == Some(0) {
-        Version::HTTP_10
-    } else {
-        Version::HTTP_11
-    };
-    let count = response.headers.len();
+    let old = response.version == Some(0);
     let start = buf.as_ptr() as usize;
-    for (span, field) in spans.iter_mut().zip(response.headers.iter()) {
-        *span = FieldSpan::of(start, field);
+    let mut spans = Vec::with_capacity(response.headers.len());
+    // What the framing and the connection's reuse depend on, gathered in one look at the names.
+    let mut close = false;
+    let mut keep_alive_asked = false;
+    let mut names_fields = false;
+    let mut transfer_encoding = false;
+    let mut chunked_last = false;
+    let mut length: Result<Option<u64>, &'static str> = Ok(None);
+    for field in response.headers.iter() {
+        let name = field.name.as_bytes();
+        if name.eq_ignore_ascii_case(b"connection") {
+            for token in tokens(field.value) {
+                if token.eq_ignore_ascii_case(b"close") {
+                    close = true;
+                } else if token.eq_ignore_ascii_case(b"keep-alive") {
+                    keep_alive_asked = true;
+                } else {
+                    names_fields = true;
+                }
+            }
+        } else if name.eq_ignore_ascii_case(b"transfer-encoding") {
+            transfer_encoding = true;
+            if let Some(coding) = tokens(field.value).last() {
+                chunked_last = coding.eq_ignore_ascii_case(b"chunked");
+            }
+        } else if name.eq_ignore_ascii_case(b"content-length") {
+            length = length.and_then(|known| agreed_length(known, field.value));
+        }
+        spans.push(FieldSpan::of(start, field));
     }
-
+    // HTTP/1.1 keeps the connection unless told `close`; HTTP/1.0 closes it unless told
+    // `keep-alive`.
+    let mut keep_alive = if old { keep_alive_asked } else { !close };
     let head = buf.split_to(len).freeze();
-    let mut headers = HeaderMap::with_capacity(count);
-    for span in &spans[..count] {
-        let name = HeaderName::from_bytes(&head[span.name()])
-            .map_err(|_| UpstreamError::Invalid("invalid response header name"))?;
-        let value = HeaderValue::from_maybe_shared(head.slice(span.value()))
-            .map_err(|_| UpstreamError::Invalid("invalid response header value"))?;
-        headers.append(name, value);
-    }
 
-    let mut keep_alive = keeps_alive(&headers, version);
     let framing = if *request_method == Method::HEAD
         || status == StatusCode::NO_CONTENT
         || status == StatusCode::NOT_MODIFIED
     {
         ResponseFraming::Empty
-    } else if headers.contains_key(header::TRANSFER_ENCODING) {
+    } else if transfer_encoding {
         // Transfer-Encoding overrides Content-Length (RFC 9112 §6.3); a response with both may
         // be an attempt to desynchronise, so its connection is not used again.
         // HTTP/1.0 has no transfer codings either (RFC 9112 §6.1).
-        if headers.remove(header::CONTENT_LENGTH).is_some() || version == Version::HTTP_10 {
+        if !matches!(length, Ok(None)) || old {
             keep_alive = false;
         }
-        if last_coding_is_chunked(&headers) {
+        if chunked_last {
             ResponseFraming::Chunked
         } else {
             ResponseFraming::UntilClose
         }
-    } else if headers.contains_key(header::CONTENT_LENGTH) {
-        ResponseFraming::Length(content_length(&headers)?)
     } else {
-        ResponseFraming::UntilClose
+        match length {
+            Ok(Some(length)) => ResponseFraming::Length(length),
+            Ok(None) => ResponseFraming::UntilClose,
+            Err(message) => return Err(UpstreamError::Invalid(message)),
+        }
     };
     if framing == ResponseFraming::UntilClose {
         keep_alive = false;
     }
+    let length_overridden = transfer_encoding && !matches!(length, Ok(None));
     Ok(Parsed::Final(ResponseHead {
         status,
-        headers,
+        fields: ResponseFields {
+            head,
+            spans,
+            names_fields,
+            length_overridden,
+        },
         framing,
         keep_alive,
     }))
@@ -302,50 +380,30 @@ impl FieldSpan {
     }
 }
 
-/// HTTP/1.1 keeps the connection unless told `close`; HTTP/1.0 closes it unless told
-/// `keep-alive`.
-fn keeps_alive(headers: &HeaderMap, version: Version) -> bool {
-    let mut tokens = headers
-        .get_all(header::CONNECTION)
-        .iter()
-        .flat_map(|value| value.as_bytes().split(|&b| b == b','))
-        .map(|token| token.trim_ascii());
-    if version == Version::HTTP_10 {
-        tokens.any(|token| token.eq_ignore_ascii_case(b"keep-alive"))
-    } else {
-        !tokens.any(|token| token.eq_ignore_ascii_case(b"close"))
-    }
+/// The comma-separated items of a field value, trimmed, the empty ones left out.
+pub fn tokens(value: &[u8]) -> impl Iterator<Item = &[u8]> {
+    value
+        .split(|&b| b == b',')
+        .map(<[u8]>::trim_ascii)
+        .filter(|token| !token.is_empty())
 }
 
-fn last_coding_is_chunked(headers: &HeaderMap) -> bool {
-    headers
-        .get_all(header::TRANSFER_ENCODING)
-        .iter()
-        .flat_map(|value| value.as_bytes().split(|&b| b == b','))
-        .map(|coding| coding.trim_ascii())
-        .rfind(|coding| !coding.is_empty())
-        .is_some_and(|coding| coding.eq_ignore_ascii_case(b"chunked"))
-}
-
-/// The one length that every `Content-Length` value agrees on (repeats of one value are allowed,
-/// RFC 9110 §8.6); anything else is an invalid response.
-fn content_length(headers: &HeaderMap) -> Result<u64, UpstreamError> {
-    let mut length = None;
-    for item in headers
-        .get_all(header::CONTENT_LENGTH)
-        .iter()
-        .flat_map(|value| value.as_bytes().split(|&b| b == b','))
-    {
+/// The length that `known` (from earlier `Content-Length` fields) and every item of `value`
+/// agree on: repeats of one value are allowed (RFC 9110 §8.6), anything else makes the response
+/// invalid.
+fn agreed_length(known: Option<u64>, value: &[u8]) -> Result<Option<u64>, &'static str> {
+    let mut length = known;
+    for item in value.split(|&b| b == b',') {
         let item = item.trim_ascii();
         let parsed = (!item.is_empty() && item.len() <= 19 && item.iter().all(u8::is_ascii_digit))
             .then(|| item.iter().fold(0u64, |n, d| n * 10 + u64::from(d - b'0')))
-            .ok_or(UpstreamError::Invalid("invalid Content-Length"))?;
+            .ok_or("invalid Content-Length")?;
         if length.is_some_and(|l| l != parsed) {
-            return Err(UpstreamError::Invalid("conflicting Content-Length values"));
+            return Err("conflicting Content-Length values");
         }
         length = Some(parsed);
     }
-    length.ok_or(UpstreamError::Invalid("invalid Content-Length"))
+    Ok(length)
 }
 
 #[cfg(test)]
@@ -395,7 +453,8 @@ mod tests {
             Method::GET,
         );
         assert_eq!(both.framing, ResponseFraming::Chunked);
-        assert!(!both.headers.contains_key(header::CONTENT_LENGTH));
+        let names: Vec<&[u8]> = both.fields.iter().map(|(name, _)| name).collect();
+        assert_eq!(names, [b"transfer-encoding"], "the overridden length goes");
         assert!(
             !both.keep_alive,
             "a response with both is not trusted twice"
@@ -510,8 +569,9 @@ mod tests {
             panic!("not a final head")
         };
         assert_eq!(&rest[..], b"body");
-        assert_eq!(head.headers["x-a"], "1");
-        let cookies: Vec<_> = head.headers.get_all(header::SET_COOKIE).iter().collect();
+        let map = head.fields.header_map(head.fields.iter());
+        assert_eq!(map["x-a"], "1");
+        let cookies: Vec<_> = map.get_all(header::SET_COOKIE).iter().collect();
         assert_eq!(cookies, ["a=1", "b=2"]);
         assert_eq!(head.framing, ResponseFraming::Length(4));
     }

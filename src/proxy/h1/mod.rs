@@ -268,7 +268,7 @@ async fn exchange<I: AsyncRead + AsyncWrite + Unpin>(
     close |= state.draining.load(std::sync::atomic::Ordering::Acquire);
     let method = &request.method;
     let out = &mut conn.out;
-    response::write(&mut conn.io, out, handled.response, method, close).await && !close
+    response::write(&mut conn.io, out, handled.answer, method, close).await && !close
 }
 
 /// How many bytes of empty lines (LF or CRLF) `buf` starts with.

@@ -103,7 +103,7 @@ pub fn parse(buf: &mut BytesMut) -> Parsed {
                 _ => return Parsed::Other,
             }
         } else if name.eq_ignore_ascii_case(b"connection") {
-            for token in tokens(field.value) {
+            for token in wire::tokens(field.value) {
                 if token.eq_ignore_ascii_case(b"close") {
                     close = true;
                 } else if !token.eq_ignore_ascii_case(b"keep-alive") {
@@ -177,14 +177,6 @@ fn decimal(value: &[u8]) -> Option<usize> {
     )
 }
 
-/// The comma-separated tokens of a field value, trimmed.
-fn tokens(value: &[u8]) -> impl Iterator<Item = &[u8]> {
-    value
-        .split(|&b| b == b',')
-        .map(<[u8]>::trim_ascii)
-        .filter(|token| !token.is_empty())
-}
-
 impl Request {
     /// Every field, name and value, in the order received.
     fn fields(&self) -> impl Iterator<Item = (&[u8], &[u8])> + Clone {
@@ -227,7 +219,7 @@ impl Request {
         self.connection_names > 0
             && self
                 .values("connection")
-                .flat_map(tokens)
+                .flat_map(wire::tokens)
                 .any(|token| token.eq_ignore_ascii_case(name))
     }
 }

@@ -6,21 +6,46 @@ use std::pin::Pin;
 use std::task::Poll;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use http::header::{self, HeaderMap};
+use bytes::Bytes;
 use http::{Method, Response, StatusCode};
 use http_body::Body;
 use tokio::io::{AsyncWrite, AsyncWriteExt};
 
-use crate::upstream::wire;
+use super::super::{Answer, headers};
+use crate::upstream::{UpstreamBody, wire};
 
 /// Body data gathered before a write, at most.
 const GATHER: usize = 16 * 1024;
 
-/// Writes `response` to the client, as the answer to a `method` request; with `close`, it says
-/// the connection closes after it. `out` is the connection's write buffer, empty on return.
-/// Returns whether the whole answer went out: if not (the client's side or the body failed),
-/// the connection cannot carry another request.
+/// Writes `answer` to the client, as the answer to a `method` request; with `close`, it says
+/// the connection closes after it. The upstream's fields go out as they came, but for the
+/// hop-by-hop ones. `out` is the connection's write buffer, empty on return. Returns whether the
+/// whole answer went out: if not (the client's side or the body failed), the connection cannot
+/// carry another request.
 pub async fn write<I, B>(
+    io: &mut I,
+    out: &mut Vec<u8>,
+    answer: Answer<B>,
+    method: &Method,
+    close: bool,
+) -> bool
+where
+    I: AsyncWrite + Unpin,
+    UpstreamBody<B>: Body<Data = Bytes> + Unpin,
+{
+    match answer {
+        Answer::Upstream(response) => {
+            let framing = Framing::of(method, response.status, &response.body);
+            let fields = headers::forwarded_response(&response.fields);
+            write_head(out, response.status, fields, framing, close);
+            write_body(io, out, response.body, framing).await
+        }
+        Answer::Own(response) => write_response(io, out, response, method, close).await,
+    }
+}
+
+/// Writes a response whose fields are a header map (tollgate's own answers); as [`write`].
+async fn write_response<I, B>(
     io: &mut I,
     out: &mut Vec<u8>,
     response: Response<B>,
@@ -29,23 +54,24 @@ pub async fn write<I, B>(
 ) -> bool
 where
     I: AsyncWrite + Unpin,
-    B: Body<Data = bytes::Bytes> + Unpin,
+    B: Body<Data = Bytes> + Unpin,
 {
-    let (parts, mut body) = response.into_parts();
-    let framing = if *method == Method::HEAD {
-        Framing::Head(body.size_hint().exact())
-    } else if parts.status.is_informational()
-        || parts.status == StatusCode::NO_CONTENT
-        || parts.status == StatusCode::NOT_MODIFIED
-    {
-        Framing::None
-    } else {
-        match body.size_hint().exact() {
-            Some(length) => Framing::Length(length),
-            None => Framing::Chunked,
-        }
-    };
-    write_head(out, parts.status, &parts.headers, framing, close);
+    let (parts, body) = response.into_parts();
+    let framing = Framing::of(method, parts.status, &body);
+    let fields = parts
+        .headers
+        .iter()
+        .map(|(name, value)| (name.as_str().as_bytes(), value.as_bytes()));
+    write_head(out, parts.status, fields, framing, close);
+    write_body(io, out, body, framing).await
+}
+
+/// Writes the body after its head, which `out` holds; as [`write`].
+async fn write_body<I, B>(io: &mut I, out: &mut Vec<u8>, mut body: B, framing: Framing) -> bool
+where
+    I: AsyncWrite + Unpin,
+    B: Body<Data = Bytes> + Unpin,
+{
     if matches!(framing, Framing::Head(_) | Framing::None) {
         return send(io, out).await;
     }
@@ -110,13 +136,32 @@ enum Framing {
     None,
 }
 
-/// Writes a status line and fields: the response's own, but for `Connection`, which `close`
-/// decides, and for the framing fields, which `framing` decides. With a `Date` when the
-/// response has none.
-fn write_head(
+impl Framing {
+    /// The framing of the answer with `status` and `body` to a `method` request.
+    fn of<B: Body>(method: &Method, status: StatusCode, body: &B) -> Framing {
+        if *method == Method::HEAD {
+            Framing::Head(body.size_hint().exact())
+        } else if status.is_informational()
+            || status == StatusCode::NO_CONTENT
+            || status == StatusCode::NOT_MODIFIED
+        {
+            Framing::None
+        } else {
+            match body.size_hint().exact() {
+                Some(length) => Framing::Length(length),
+                None => Framing::Chunked,
+            }
+        }
+    }
+}
+
+/// Writes a status line and fields: the response's own (name and value, names in any case), but
+/// for `Connection`, which `close` decides, and for the framing fields, which `framing` decides.
+/// With a `Date` when the response has none.
+fn write_head<'f>(
     out: &mut Vec<u8>,
     status: StatusCode,
-    headers: &HeaderMap,
+    fields: impl Iterator<Item = (&'f [u8], &'f [u8])>,
     framing: Framing,
     close: bool,
 ) {
@@ -126,27 +171,28 @@ fn write_head(
     out.extend_from_slice(status.canonical_reason().unwrap_or("").as_bytes());
     out.extend_from_slice(b"\r\n");
     let own_framing = matches!(framing, Framing::Head(_));
-    for (name, value) in headers {
-        if name == header::CONNECTION
-            || (!own_framing
-                && (name == header::CONTENT_LENGTH || name == header::TRANSFER_ENCODING))
+    let (mut dated, mut framed) = (false, false);
+    for (name, value) in fields {
+        if name.eq_ignore_ascii_case(b"date") {
+            dated = true;
+        } else if name.eq_ignore_ascii_case(b"content-length")
+            || name.eq_ignore_ascii_case(b"transfer-encoding")
         {
+            framed = true;
+            if !own_framing {
+                continue;
+            }
+        } else if name.eq_ignore_ascii_case(b"connection") {
             continue;
         }
-        wire::field(out, name.as_str(), value.as_bytes());
+        wire::field(out, name, value);
     }
-    if !headers.contains_key(header::DATE) {
+    if !dated {
         write_date(out);
     }
     let length = match framing {
         Framing::Length(length) => Some(length),
-        Framing::Head(Some(length))
-            if length > 0
-                && !headers.contains_key(header::CONTENT_LENGTH)
-                && !headers.contains_key(header::TRANSFER_ENCODING) =>
-        {
-            Some(length)
-        }
+        Framing::Head(Some(length)) if length > 0 && !framed => Some(length),
         Framing::Chunked => {
             wire::field(out, "transfer-encoding", b"chunked");
             None
@@ -206,7 +252,7 @@ async fn send<I: AsyncWrite + Unpin>(io: &mut I, out: &mut Vec<u8>) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use bytes::Bytes;
+    use http::header;
     use http_body::Frame;
     use http_body_util::Full;
     use std::collections::VecDeque;
@@ -218,7 +264,7 @@ mod tests {
     {
         let mut io = Vec::new();
         let mut out = Vec::new();
-        assert!(write(&mut io, &mut out, response, &method, close).await);
+        assert!(write_response(&mut io, &mut out, response, &method, close).await);
         assert!(out.is_empty());
         String::from_utf8(io).unwrap()
     }
