@@ -163,6 +163,15 @@ cpu_ticks() { # PIDS... → "user system" clock ticks, all threads
   done
   echo "$user $system"
 }
+sleeps() { # PIDS... → how many times their threads have waited (voluntary context switches)
+  local total=0 pid n
+  for pid in "$@"; do
+    for n in $(awk '/^voluntary_ctxt_switches/ {print $2}' /proc/"$pid"/task/*/status); do
+      total=$((total + n))
+    done
+  done
+  echo "$total"
+}
 
 # wrk's latency figures in microseconds.
 to_us() {
@@ -172,13 +181,15 @@ to_us() {
     else print n
   }'
 }
-# SYSTEM THREADS CONNECTIONS DURATION → "rps p50 p99 user system upstream wrk": the latencies in
-# µs, then the CPU time per request in µs of the serving processes (user, system), of the upstream
-# and of wrk.
+# SYSTEM THREADS CONNECTIONS DURATION → "rps p50 p99 user system upstream wrk sleeps": the
+# latencies in µs, then the CPU time per request in µs of the serving processes (user, system), of
+# the upstream and of wrk, then how many times per request the serving processes waited.
 run_wrk() {
-  local out before after up_before up_after wrk_cpu TIMEFORMAT='%3U %3S'
+  local out before after up_before up_after wrk_cpu slept TIMEFORMAT='%3U %3S'
   # shellcheck disable=SC2086 # the list of pids splits on purpose
   before=$(cpu_ticks ${serving[$1]})
+  # shellcheck disable=SC2086
+  slept=$(sleeps ${serving[$1]})
   up_before=$(cpu_ticks "$upstream_pid")
   # wrk's own CPU time too: on two shared cores, what the load generator spends is not the
   # system's to spend, and it bounds what any proxy can reach against the direct path.
@@ -189,6 +200,8 @@ run_wrk() {
   wrk_cpu=$(tail -n 1 "$work/wrk.time" | awk '{print $1 + $2}')
   # shellcheck disable=SC2086
   after=$(cpu_ticks ${serving[$1]})
+  # shellcheck disable=SC2086
+  slept=$(($(sleeps ${serving[$1]}) - slept))
   up_after=$(cpu_ticks "$upstream_pid")
   if grep -q "Non-2xx" <<<"$out"; then
     echo "proxy.sh: $1 answered non-2xx under load:" >&2
@@ -202,12 +215,12 @@ run_wrk() {
   requests=$(awk '/requests in/ {print $1}' <<<"$out")
   ((requests > 0)) || { echo "proxy.sh: $1 served no request:" >&2; echo "$out" >&2; exit 1; }
   awk -v rps="$rps" -v p50="$p50" -v p99="$p99" -v before="$before" -v after="$after" \
-    -v up_before="$up_before" -v up_after="$up_after" -v wrk="$wrk_cpu" -v n="$requests" \
+    -v up_before="$up_before" -v up_after="$up_after" -v wrk="$wrk_cpu" -v n="$requests" -v slept="$slept" \
     -v hz="$(getconf CLK_TCK)" 'BEGIN {
       split(before, b, " "); split(after, a, " "); split(up_before, ub, " "); split(up_after, ua, " ")
       us = 1000000 / n
       print rps, p50, p99, (a[1] - b[1]) * us / hz, (a[2] - b[2]) * us / hz,
-        (ua[1] + ua[2] - ub[1] - ub[2]) * us / hz, wrk * us
+        (ua[1] + ua[2] - ub[1] - ub[2]) * us / hz, wrk * us, slept / n
     }'
 }
 
@@ -252,7 +265,7 @@ print()
 print(f"| system | req/s at {conns} conns | p50 | p99 | × direct | × nginx | CPU per request | req/s at 1 conn | p50 at 1 conn | added p50 |")
 print("|---|---|---|---|---|---|---|---|---|---|")
 for s in systems:
-    rps, p50, p99, user, system, _, _ = many[s]
+    rps, p50, p99, user, system, *_ = many[s]
     rps1, p501, *_ = one[s]
     added = p501 - one["direct"][1]
     print(f"| {s} | {rps:,.0f} | {p50:.0f} µs | {p99:.0f} µs | {rps / many['direct'][0]:.2f} "
@@ -297,12 +310,15 @@ print()
 # At one connection a request's latency is the sum of what each process does for it, so the
 # added latency's share that is the proxy's own work shows here: its user time (parsing, checking,
 # forwarding) apart from its system time (the sockets, and waking the process at the other end).
+# How often the proxy waits per request (at most twice: for the request, then for the upstream's
+# answer) and the upstream's CPU time show the rest: a proxy that is asleep when the answer comes
+# must be woken, which costs the waker and delays the answer.
 def cpu_one(r, s, i):
     return by_round[(r, s, "one")][i]
 print(f"At 1 connection, the proxy's CPU time per request: median (lowest to highest) of {rounds} rounds")
 print()
-print("| system | user time | system time | user − nginx's | system − nginx's |")
-print("|---|---|---|---|---|")
+print("| system | user time | system time | user − nginx's | system − nginx's | waits per request | upstream's CPU |")
+print("|---|---|---|---|---|---|---|")
 us = lambda v: f"{v:.1f} µs"
 signed_us = lambda v: f"{v:+.1f} µs"
 for s in systems:
@@ -310,12 +326,15 @@ for s in systems:
         continue
     user = spread(per_round(lambda r: cpu_one(r, s, 3)), us)
     system = spread(per_round(lambda r: cpu_one(r, s, 4)), us)
+    waits = spread(per_round(lambda r: cpu_one(r, s, 7)), lambda v: f"{v:.2f}")
+    upstream = spread(per_round(lambda r: cpu_one(r, s, 5)), us)
     if s == "nginx":
-        print(f"| {s} | {user} | {system} | – | – |")
+        print(f"| {s} | {user} | {system} | – | – | {waits} | {upstream} |")
         continue
     print(f"| {s} | {user} | {system} "
           f"| {spread(per_round(lambda r: cpu_one(r, s, 3) - cpu_one(r, 'nginx', 3)), signed_us)} "
-          f"| {spread(per_round(lambda r: cpu_one(r, s, 4) - cpu_one(r, 'nginx', 4)), signed_us)} |")
+          f"| {spread(per_round(lambda r: cpu_one(r, s, 4) - cpu_one(r, 'nginx', 4)), signed_us)} "
+          f"| {waits} | {upstream} |")
 print()
 # Where the time of the two cores goes at 64 connections, per request. The cores are shared by
 # wrk, the upstream and the proxy, so a proxy's throughput against the direct path is bounded by
@@ -324,16 +343,16 @@ print()
 print(f"| system ({conns} conns, µs per request) | proxy user | proxy system | upstream | wrk | all | cores busy |")
 print("|---|---|---|---|---|---|---|")
 for s in systems:
-    rps, _, _, user, system, upstream, wrk = many[s]
+    rps, _, _, user, system, upstream, wrk, _ = many[s]
     proxy = 0 if s == "direct" else user + system
     total = proxy + upstream + wrk
     shown = ("–", "–") if s == "direct" else (f"{user:.1f}", f"{system:.1f}")
     print(f"| {s} | {shown[0]} | {shown[1]} | {upstream:.1f} | {wrk:.1f} | {total:.1f} | {total * rps / 1e6:.2f} |")
-d_rps, _, _, _, _, d_upstream, d_wrk = many["direct"]
+d_rps, _, _, _, _, d_upstream, d_wrk, _ = many["direct"]
 busy = (d_upstream + d_wrk) * d_rps / 1e6
 print()
 for s in ["tollgate-token", "nginx"]:
-    rps, _, _, user, system, upstream, wrk = many[s]
+    rps, _, _, user, system, upstream, wrk, _ = many[s]
     allowed = busy * 1e6 / (0.45 * d_rps) - (upstream + wrk)
     print(f"{s}: 0.45 × direct would leave it {allowed:.1f} µs of CPU per request beside this run's "
           f"upstream and wrk ({upstream + wrk:.1f} µs); it spends {user + system:.1f} µs, "
