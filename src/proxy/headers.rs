@@ -1,7 +1,8 @@
 //! Header hygiene between client and upstream (RFC 9110 §7.6.1): hop-by-hop headers, including
-//! every header named in `Connection`, are removed in place (`remove`, never a rebuilt map, so
-//! repeated headers such as `Set-Cookie` survive); identity headers a client sends under
-//! tollgate's names are dropped before tollgate adds its own.
+//! every header named in `Connection`, never cross. A request's header map loses them in place
+//! (`remove`, never a rebuilt map); an answer's fields are picked from those received, in their
+//! order; either way repeated headers such as `Set-Cookie` survive. Identity headers a client
+//! sends under tollgate's names are dropped before tollgate adds its own.
 
 use http::header::{self, Entry, HeaderMap, HeaderName, HeaderValue};
 
@@ -82,12 +83,17 @@ pub fn request_field_dropped(name: &[u8], token_checked: bool) -> bool {
         || (token_checked && is_among(name, METHOD_OVERRIDES))
 }
 
-/// The fields of an upstream's response that reach the client: all but the hop-by-hop ones,
-/// and those its `Connection` names. Both server sides write these.
+/// Whether the field `name` of an upstream's answer with `fields` reaches the client: it is not
+/// hop-by-hop, and its `Connection` does not name it. Both server sides pass on these.
+pub fn response_field_forwarded(fields: &ResponseFields, name: &[u8]) -> bool {
+    !is_hop_by_hop(name) && !fields.named_by_connection(name)
+}
+
+/// The fields of an upstream's answer that reach the client, in the order received.
 pub fn forwarded_response(fields: &ResponseFields) -> impl Iterator<Item = (&[u8], &[u8])> {
     fields
         .iter()
-        .filter(|(name, _)| !is_hop_by_hop(name) && !fields.named_by_connection(name))
+        .filter(|(name, _)| response_field_forwarded(fields, name))
 }
 
 /// Removes every header whose (lowercase) name `doomed` picks, and those that a `Connection`
@@ -202,6 +208,12 @@ mod tests {
              Content-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n",
         );
         assert_eq!(kept, ["X-A: 1"]);
+        // `close` names a field too.
+        let kept = forwarded(
+            "HTTP/1.1 200 OK\r\nConnection: close\r\nClose: x\r\nX-A: 1\r\n\
+             Content-Length: 0\r\n\r\n",
+        );
+        assert_eq!(kept, ["X-A: 1", "Content-Length: 0"]);
     }
 
     #[test]

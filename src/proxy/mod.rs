@@ -647,9 +647,9 @@ impl<B> Answer<B> {
             Answer::Upstream(upstream) => {
                 let mut response = Response::new(Either::Left(upstream.body));
                 *response.status_mut() = upstream.status;
-                *response.headers_mut() = upstream
-                    .fields
-                    .header_map(headers::forwarded_response(&upstream.fields));
+                let fields = &upstream.fields;
+                *response.headers_mut() =
+                    fields.header_map(|name| headers::response_field_forwarded(fields, name));
                 response
             }
             Answer::Own(response) => response.map(Either::Right),

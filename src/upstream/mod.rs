@@ -21,7 +21,7 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::{HeaderValue, Method, Request, Response, StatusCode};
+use http::{HeaderValue, Method, Request, StatusCode};
 use http_body::Body;
 use rustls::ClientConfig;
 use rustls::pki_types::ServerName;
@@ -45,16 +45,6 @@ pub struct UpstreamResponse<B> {
     pub status: StatusCode,
     pub fields: ResponseFields,
     pub body: UpstreamBody<B>,
-}
-
-impl<B> UpstreamResponse<B> {
-    /// As an `http` response, with every field received (see [`ResponseFields::iter`]).
-    pub fn into_http(self) -> Response<UpstreamBody<B>> {
-        let mut response = Response::new(self.body);
-        *response.status_mut() = self.status;
-        *response.headers_mut() = self.fields.header_map(self.fields.iter());
-        response
-    }
 }
 
 /// Why a request got no response from the upstream. Never carries request data.

@@ -14,6 +14,9 @@ use super::UpstreamError;
 const MAX_RESPONSE_HEADERS: usize = 128;
 /// The largest response head accepted.
 pub const MAX_RESPONSE_HEAD: usize = 64 * 1024;
+/// The most field names a response's `Connection` may list (`keep-alive` aside): each field
+/// passed on is looked for among them.
+const MAX_CONNECTION_NAMES: usize = 32;
 
 /// How the request's body goes on the wire. Decided from the body tollgate actually has, never
 /// from the client's framing headers, so that what the upstream reads is what was received.
@@ -148,11 +151,12 @@ pub struct ResponseHead {
 pub struct ResponseFields {
     head: Bytes,
     spans: Vec<FieldSpan>,
-    /// Whether `Connection` names fields other than itself (beyond `close` and `keep-alive`),
-    /// which are then hop-by-hop too.
-    names_fields: bool,
+    /// Where each field name that `Connection` lists lies in the head: those fields are
+    /// hop-by-hop too. `keep-alive` is left out (that field is hop-by-hop anyway), so the common
+    /// `Connection: keep-alive` costs nothing per field.
+    named: Vec<(u32, u32)>,
     /// A `Content-Length` beside a `Transfer-Encoding`, which overrides it (RFC 9112 §6.3): it
-    /// says nothing true of the body, and is not passed on.
+    /// says nothing true of the body, and is not passed on, whatever the status.
     length_overridden: bool,
 }
 
@@ -160,39 +164,36 @@ impl ResponseFields {
     /// Every field, name (in the case it came in) and value, in the order received; but for an
     /// overridden `Content-Length`.
     pub fn iter(&self) -> impl Iterator<Item = (&[u8], &[u8])> {
-        self.spans
-            .iter()
+        self.spans()
             .map(|span| (&self.head[span.name()], &self.head[span.value()]))
-            .filter(|(name, _)| {
-                !(self.length_overridden && name.eq_ignore_ascii_case(b"content-length"))
-            })
+    }
+
+    fn spans(&self) -> impl Iterator<Item = &FieldSpan> {
+        self.spans.iter().filter(|span| {
+            !(self.length_overridden
+                && self.head[span.name()].eq_ignore_ascii_case(b"content-length"))
+        })
     }
 
     /// Whether `Connection` names the field `name` (in any case), making it hop-by-hop.
     pub fn named_by_connection(&self, name: &[u8]) -> bool {
-        self.names_fields
-            && self
-                .iter()
-                .filter(|(field, _)| field.eq_ignore_ascii_case(b"connection"))
-                .flat_map(|(_, value)| tokens(value))
-                .any(|token| token.eq_ignore_ascii_case(name))
+        self.named
+            .iter()
+            .any(|&(from, to)| self.head[from as usize..to as usize].eq_ignore_ascii_case(name))
     }
 
-    /// A header map of `fields`, which are some of these (see `iter`); the values share the
+    /// A header map of the fields (see `iter`) whose names `keep` picks; the values share the
     /// head's bytes.
-    pub fn header_map<'a>(
-        &'a self,
-        fields: impl Iterator<Item = (&'a [u8], &'a [u8])>,
-    ) -> HeaderMap {
+    pub fn header_map(&self, keep: impl Fn(&[u8]) -> bool) -> HeaderMap {
         let mut map = HeaderMap::with_capacity(self.spans.len());
-        for (name, value) in fields {
+        for span in self.spans().filter(|span| keep(&self.head[span.name()])) {
+            let name = HeaderName::from_bytes(&self.head[span.name()]);
+            let value = HeaderValue::from_maybe_shared(self.head.slice(span.value()));
             // httparse took these fields only if their names are tokens and their values
-            // visible ASCII, spaces, tabs and obs-text: exactly what these two accept, so no
-            // field is ever passed over here.
-            if let (Ok(name), Ok(value)) = (
-                HeaderName::from_bytes(name),
-                HeaderValue::from_maybe_shared(self.head.slice_ref(value)),
-            ) {
+            // visible ASCII, spaces, tabs and obs-text: exactly what these two accept, so that
+            // both server sides pass on the same fields.
+            debug_assert!(name.is_ok() && value.is_ok(), "a field httparse took");
+            if let (Ok(name), Ok(value)) = (name, value) {
                 map.append(name, value);
             }
         }
@@ -271,13 +272,13 @@ pub fn take_response_head(
         // A tunnel (RFC 9112 §6.3), which tollgate does not open either.
         return Err(UpstreamError::Invalid("unrequested tunnel"));
     }
-    let old = response.version == Some(0);
+    let http10 = response.version == Some(0);
     let start = buf.as_ptr() as usize;
     let mut spans = Vec::with_capacity(response.headers.len());
     // What the framing and the connection's reuse depend on, gathered in one look at the names.
     let mut close = false;
     let mut keep_alive_asked = false;
-    let mut names_fields = false;
+    let mut named = Vec::new();
     let mut transfer_encoding = false;
     let mut chunked_last = false;
     let mut length: Result<Option<u64>, &'static str> = Ok(None);
@@ -285,13 +286,18 @@ pub fn take_response_head(
         let name = field.name.as_bytes();
         if name.eq_ignore_ascii_case(b"connection") {
             for token in tokens(field.value) {
-                if token.eq_ignore_ascii_case(b"close") {
-                    close = true;
-                } else if token.eq_ignore_ascii_case(b"keep-alive") {
+                if token.eq_ignore_ascii_case(b"keep-alive") {
                     keep_alive_asked = true;
-                } else {
-                    names_fields = true;
+                    continue;
                 }
+                close |= token.eq_ignore_ascii_case(b"close");
+                if named.len() == MAX_CONNECTION_NAMES {
+                    return Err(UpstreamError::Invalid(
+                        "too many fields named in Connection",
+                    ));
+                }
+                let from = token.as_ptr() as usize - start;
+                named.push((from as u32, (from + token.len()) as u32));
             }
         } else if name.eq_ignore_ascii_case(b"transfer-encoding") {
             transfer_encoding = true;
@@ -305,7 +311,7 @@ pub fn take_response_head(
     }
     // HTTP/1.1 keeps the connection unless told `close`; HTTP/1.0 closes it unless told
     // `keep-alive`.
-    let mut keep_alive = if old { keep_alive_asked } else { !close };
+    let mut keep_alive = if http10 { keep_alive_asked } else { !close };
     let head = buf.split_to(len).freeze();
 
     let framing = if *request_method == Method::HEAD
@@ -317,7 +323,7 @@ pub fn take_response_head(
         // Transfer-Encoding overrides Content-Length (RFC 9112 §6.3); a response with both may
         // be an attempt to desynchronise, so its connection is not used again.
         // HTTP/1.0 has no transfer codings either (RFC 9112 §6.1).
-        if !matches!(length, Ok(None)) || old {
+        if !matches!(length, Ok(None)) || http10 {
             keep_alive = false;
         }
         if chunked_last {
@@ -341,7 +347,7 @@ pub fn take_response_head(
         fields: ResponseFields {
             head,
             spans,
-            names_fields,
+            named,
             length_overridden,
         },
         framing,
@@ -352,7 +358,7 @@ pub fn take_response_head(
 /// Where a header field's name and value lie in the head it was parsed from (a response head is
 /// at most `MAX_RESPONSE_HEAD` long, a request head at most the proxy's 64 KiB, so offsets fit in
 /// 32 bits).
-#[derive(Clone, Copy, Default)]
+#[derive(Clone, Copy)]
 pub struct FieldSpan {
     name: (u32, u32),
     value: (u32, u32),
@@ -459,6 +465,14 @@ mod tests {
             !both.keep_alive,
             "a response with both is not trusted twice"
         );
+
+        // Overridden whatever the status: a HEAD's answer does not pass it on either.
+        let both_to_head = head(
+            "HTTP/1.1 200 OK\r\ncontent-length: 5\r\ntransfer-encoding: chunked\r\n\r\n",
+            Method::HEAD,
+        );
+        assert_eq!(both_to_head.framing, ResponseFraming::Empty);
+        assert_eq!(both_to_head.fields.iter().count(), 1);
 
         let close = head("HTTP/1.1 200 OK\r\n\r\n", Method::GET);
         assert_eq!(close.framing, ResponseFraming::UntilClose);
@@ -569,7 +583,7 @@ mod tests {
             panic!("not a final head")
         };
         assert_eq!(&rest[..], b"body");
-        let map = head.fields.header_map(head.fields.iter());
+        let map = head.fields.header_map(|_| true);
         assert_eq!(map["x-a"], "1");
         let cookies: Vec<_> = map.get_all(header::SET_COOKIE).iter().collect();
         assert_eq!(cookies, ["a=1", "b=2"]);
@@ -606,6 +620,27 @@ mod tests {
             .map(|i| format!("x-{i}: 1\r\n"))
             .collect();
         assert!(refused(&format!("HTTP/1.1 200 OK\r\n{many}\r\n")).contains("too many"));
+        // Each field passed on is looked for among those `Connection` names: a bounded list.
+        let names = |n: usize| {
+            (0..n)
+                .map(|i| format!("x-{i}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        let listed = format!(
+            "HTTP/1.1 200 OK\r\nConnection: keep-alive, {}\r\ncontent-length: 0\r\n\r\n",
+            names(MAX_CONNECTION_NAMES)
+        );
+        assert!(
+            head(&listed, Method::GET)
+                .fields
+                .named_by_connection(b"X-31")
+        );
+        let too_many = format!(
+            "HTTP/1.1 200 OK\r\nConnection: {}\r\ncontent-length: 0\r\n\r\n",
+            names(MAX_CONNECTION_NAMES + 1)
+        );
+        assert!(refused(&too_many).contains("named in Connection"));
     }
 
     #[test]

@@ -340,6 +340,62 @@ mod tests {
         }
     }
 
+    /// The head written for the upstream's answer `head` to a `method` request whose body is
+    /// `length` long.
+    fn forwarded_head(head: &str, method: Method, length: u64) -> String {
+        let mut buf = bytes::BytesMut::from(head);
+        let Ok(wire::Parsed::Final(head)) = wire::take_response_head(&mut buf, &method) else {
+            panic!("not a final head: {head:?}");
+        };
+        let framing = if method == Method::HEAD {
+            Framing::Head(Some(length))
+        } else {
+            Framing::Length(length)
+        };
+        let mut out = Vec::new();
+        let fields = headers::forwarded_response(&head.fields);
+        write_head(&mut out, head.status, fields, framing, false);
+        String::from_utf8(out).unwrap()
+    }
+
+    #[test]
+    fn the_upstreams_fields_go_on_as_received_less_the_hop_by_hop_ones() {
+        let text = forwarded_head(
+            "HTTP/1.1 200 OK\r\nDate: Thu, 03 Dec 2026 12:00:00 GMT\r\nConnection: x-hop\r\n\
+             X-Hop: 1\r\nSet-Cookie: a=1\r\nKeep-Alive: timeout=5\r\nContent-Length: 9\r\n\r\n",
+            Method::GET,
+            9,
+        );
+        assert_eq!(
+            text,
+            "HTTP/1.1 200 OK\r\nDate: Thu, 03 Dec 2026 12:00:00 GMT\r\nSet-Cookie: a=1\r\n\
+             content-length: 9\r\n\r\n"
+        );
+        // A HEAD's answer keeps the upstream's length, the length its GET would have.
+        let text = forwarded_head(
+            "HTTP/1.1 200 OK\r\nContent-Length: 42\r\n\r\n",
+            Method::HEAD,
+            0,
+        );
+        assert!(text.contains("\r\nContent-Length: 42\r\n"), "{text}");
+        assert!(!text.contains("content-length"), "one length only: {text}");
+        assert!(text.contains("\r\ndate: "), "{text}");
+        // One that a transfer coding overrode does not go on.
+        let text = forwarded_head(
+            "HTTP/1.1 200 OK\r\nContent-Length: 42\r\nTransfer-Encoding: chunked\r\n\r\n",
+            Method::HEAD,
+            0,
+        );
+        assert!(
+            !text.to_ascii_lowercase().contains("content-length"),
+            "{text}"
+        );
+        assert!(
+            !text.to_ascii_lowercase().contains("transfer-encoding"),
+            "{text}"
+        );
+    }
+
     /// A body of unknown length whose frames are each ready in turn.
     struct Frames(VecDeque<Bytes>);
 
