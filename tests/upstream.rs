@@ -8,6 +8,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use http::{Method, StatusCode};
+use support::controller::raw_exchange;
 use support::tls::{TestCa, plain_acceptor};
 use support::*;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
@@ -248,20 +249,14 @@ async fn both_server_sides_give_the_client_the_same_fields_of_an_answer() {
     let chunked = format!("{head}Transfer-Encoding: chunked\r\n\r\n1\r\nx\r\n0\r\n\r\n");
     let mut received = Vec::new();
     for request in [by_length, chunked] {
-        let mut stream = TcpStream::connect(tg.proxy_addr("api")).await.unwrap();
-        stream.write_all(request.as_bytes()).await.unwrap();
         // `Connection: close`: the answer ends with the connection.
-        let mut answer = Vec::new();
-        tokio::time::timeout(DEADLINE, stream.read_to_end(&mut answer))
-            .await
-            .expect("the connection closes after the answer")
-            .unwrap();
-        let answer = String::from_utf8(answer).unwrap();
+        let (status, answer) = raw_exchange(tg.proxy_addr("api"), request.as_bytes()).await;
+        assert_eq!(status, 200, "{answer}");
         let (head, body) = answer.split_once("\r\n\r\n").unwrap();
         assert_eq!(body, "ok");
-        let mut lines = head.lines();
-        assert_eq!(lines.next(), Some("HTTP/1.1 200 OK"));
-        let mut fields: Vec<String> = lines
+        let mut fields: Vec<String> = head
+            .lines()
+            .skip(1)
             .map(|line| {
                 let (name, value) = line.split_once(':').unwrap();
                 format!("{}: {}", name.to_ascii_lowercase(), value.trim())
