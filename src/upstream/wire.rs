@@ -151,10 +151,7 @@ pub struct ResponseHead {
 pub struct ResponseFields {
     head: Bytes,
     spans: Vec<FieldSpan>,
-    /// Where each field name that `Connection` lists lies in the head: those fields are
-    /// hop-by-hop too. `keep-alive` is left out (that field is hop-by-hop anyway), so the common
-    /// `Connection: keep-alive` costs nothing per field.
-    named: Vec<(u32, u32)>,
+    connection: ConnectionOptions,
     /// A `Content-Length` beside a `Transfer-Encoding`, which overrides it (RFC 9112 §6.3): it
     /// says nothing true of the body, and is not passed on, whatever the status.
     length_overridden: bool,
@@ -177,9 +174,7 @@ impl ResponseFields {
 
     /// Whether `Connection` names the field `name` (in any case), making it hop-by-hop.
     pub fn named_by_connection(&self, name: &[u8]) -> bool {
-        self.named
-            .iter()
-            .any(|&(from, to)| self.head[from as usize..to as usize].eq_ignore_ascii_case(name))
+        self.connection.names(&self.head, name)
     }
 
     /// A header map of the fields (see `iter`) whose names `keep` picks; the values share the
@@ -276,28 +271,17 @@ pub fn take_response_head(
     let start = buf.as_ptr() as usize;
     let mut spans = Vec::with_capacity(response.headers.len());
     // What the framing and the connection's reuse depend on, gathered in one look at the names.
-    let mut close = false;
-    let mut keep_alive_asked = false;
-    let mut named = Vec::new();
+    let mut connection = ConnectionOptions::default();
     let mut transfer_encoding = false;
     let mut chunked_last = false;
     let mut length: Result<Option<u64>, &'static str> = Ok(None);
     for field in response.headers.iter() {
         let name = field.name.as_bytes();
         if name.eq_ignore_ascii_case(b"connection") {
-            for token in tokens(field.value) {
-                if token.eq_ignore_ascii_case(b"keep-alive") {
-                    keep_alive_asked = true;
-                    continue;
-                }
-                close |= token.eq_ignore_ascii_case(b"close");
-                if named.len() == MAX_CONNECTION_NAMES {
-                    return Err(UpstreamError::Invalid(
-                        "too many fields named in Connection",
-                    ));
-                }
-                let from = token.as_ptr() as usize - start;
-                named.push((from as u32, (from + token.len()) as u32));
+            if !connection.read(start, field.value, MAX_CONNECTION_NAMES) {
+                return Err(UpstreamError::Invalid(
+                    "too many fields named in Connection",
+                ));
             }
         } else if name.eq_ignore_ascii_case(b"transfer-encoding") {
             transfer_encoding = true;
@@ -311,7 +295,11 @@ pub fn take_response_head(
     }
     // HTTP/1.1 keeps the connection unless told `close`; HTTP/1.0 closes it unless told
     // `keep-alive`.
-    let mut keep_alive = if http10 { keep_alive_asked } else { !close };
+    let mut keep_alive = if http10 {
+        connection.keep_alive
+    } else {
+        !connection.close
+    };
     let head = buf.split_to(len).freeze();
 
     let framing = if *request_method == Method::HEAD
@@ -347,7 +335,7 @@ pub fn take_response_head(
         fields: ResponseFields {
             head,
             spans,
-            named,
+            connection,
             length_overridden,
         },
         framing,
@@ -386,8 +374,46 @@ impl FieldSpan {
     }
 }
 
+/// What a head's `Connection` fields say (RFC 9110 §7.6.1): `close`, `keep-alive`, and the names
+/// of the other fields that are hop-by-hop for this head, each kept as where it lies in the head.
+/// `keep-alive` is not kept as a name (that field is hop-by-hop anyway), so the common
+/// `Connection: keep-alive` costs nothing per field; `close` is.
+#[derive(Default)]
+pub struct ConnectionOptions {
+    pub close: bool,
+    pub keep_alive: bool,
+    names: Vec<(u32, u32)>,
+}
+
+impl ConnectionOptions {
+    /// Reads one `Connection` value, a slice of the head whose first byte is at address `start`;
+    /// false once the fields read so far name more than `max` (then no more are kept).
+    pub fn read(&mut self, start: usize, value: &[u8], max: usize) -> bool {
+        for token in tokens(value) {
+            if token.eq_ignore_ascii_case(b"keep-alive") {
+                self.keep_alive = true;
+                continue;
+            }
+            self.close |= token.eq_ignore_ascii_case(b"close");
+            if self.names.len() == max {
+                return false;
+            }
+            let from = token.as_ptr() as usize - start;
+            self.names.push((from as u32, (from + token.len()) as u32));
+        }
+        true
+    }
+
+    /// Whether the field `name` (in any case) is one these name; `head` is the head read.
+    pub fn names(&self, head: &[u8], name: &[u8]) -> bool {
+        self.names
+            .iter()
+            .any(|&(from, to)| head[from as usize..to as usize].eq_ignore_ascii_case(name))
+    }
+}
+
 /// The comma-separated items of a field value, trimmed, the empty ones left out.
-pub fn tokens(value: &[u8]) -> impl Iterator<Item = &[u8]> {
+fn tokens(value: &[u8]) -> impl Iterator<Item = &[u8]> {
     value
         .split(|&b| b == b',')
         .map(<[u8]>::trim_ascii)

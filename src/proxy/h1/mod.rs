@@ -1,10 +1,11 @@
 //! HTTP/1.1 connections served by tollgate itself, for the requests agents send all day.
 //!
 //! Why not hyper's server for these: a request's head is parsed where it lies and written
-//! upstream from the bytes received, with no header map built, scrubbed and encoded again; the
-//! connection has one deadline for its request heads, moved on per request rather than
-//! registered anew; and the answer's head and body go out in one write. That is the work a request costs beyond the
-//! check, paid on every request an agent makes.
+//! upstream from the bytes received, with no header map built, scrubbed and encoded again (the
+//! upstream's answer is written on from its own bytes too); the connection has one deadline for
+//! its request heads, moved on per request rather than registered anew; and the answer's head and
+//! body go out in one write. That is the work a request costs beyond the check, paid on every
+//! request an agent makes.
 //!
 //! The requests taken here are the common ones (`request` says which). At the first request
 //! that is not, the connection goes to hyper's server (`Builders::serve`) with the bytes read

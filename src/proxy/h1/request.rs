@@ -14,7 +14,7 @@ use http::uri::PathAndQuery;
 
 use crate::proxy::{MAX_HEADER_BYTES, headers};
 use crate::upstream::RequestFraming;
-use crate::upstream::wire::{self, FieldSpan};
+use crate::upstream::wire::{self, ConnectionOptions, FieldSpan};
 
 /// The most header fields a request taken here may have.
 const MAX_FIELDS: usize = 64;
@@ -22,8 +22,8 @@ const MAX_FIELDS: usize = 64;
 const MAX_BODY: usize = 64 * 1024;
 /// The longest request target the general server accepts (longer ones get its 414).
 const MAX_TARGET: usize = 65534;
-/// The most fields a request taken here may name in `Connection`: each field forwarded is looked
-/// for among them.
+/// The most fields a request taken here may name in `Connection` (`keep-alive` aside): each field
+/// forwarded is looked for among them.
 const MAX_CONNECTION_NAMES: usize = 8;
 
 /// A request head, taken from the connection's buffer.
@@ -39,8 +39,8 @@ pub struct Request {
     has_length: bool,
     /// The client asked for the connection to close after this request.
     pub close: bool,
-    /// How many other fields `Connection` names, which are then not forwarded.
-    connection_names: usize,
+    /// The other fields `Connection` names, which are then not forwarded.
+    connection: ConnectionOptions,
     /// How many `Authorization` fields it has.
     pub authorizations: usize,
     pub has_cookie: bool,
@@ -89,8 +89,8 @@ pub fn parse(buf: &mut BytesMut) -> Parsed {
     let mut spans = Vec::with_capacity(request.headers.len());
     let (mut hosts, mut lengths) = (0, 0);
     let mut content_length = 0;
-    let (mut close, mut has_cookie) = (false, false);
-    let mut connection_names = 0;
+    let mut has_cookie = false;
+    let mut connection = ConnectionOptions::default();
     let mut authorizations = 0;
     for field in request.headers.iter() {
         let name = field.name.as_bytes();
@@ -103,12 +103,8 @@ pub fn parse(buf: &mut BytesMut) -> Parsed {
                 _ => return Parsed::Other,
             }
         } else if name.eq_ignore_ascii_case(b"connection") {
-            for token in wire::tokens(field.value) {
-                if token.eq_ignore_ascii_case(b"close") {
-                    close = true;
-                } else if !token.eq_ignore_ascii_case(b"keep-alive") {
-                    connection_names += 1;
-                }
+            if !connection.read(start, field.value, MAX_CONNECTION_NAMES) {
+                return Parsed::Other;
             }
         } else if name.eq_ignore_ascii_case(b"authorization") {
             authorizations += 1;
@@ -122,7 +118,7 @@ pub fn parse(buf: &mut BytesMut) -> Parsed {
         }
         spans.push(FieldSpan::of(start, field));
     }
-    if hosts != 1 || lengths > 1 || connection_names > MAX_CONNECTION_NAMES {
+    if hosts != 1 || lengths > 1 {
         return Parsed::Other;
     }
     let target_from = target.as_ptr() as usize - start;
@@ -143,8 +139,8 @@ pub fn parse(buf: &mut BytesMut) -> Parsed {
         fields: spans,
         content_length,
         has_length: lengths == 1,
-        close,
-        connection_names,
+        close: connection.close,
+        connection,
         authorizations,
         has_cookie,
     })
@@ -216,11 +212,7 @@ impl Request {
     }
 
     fn named_by_connection(&self, name: &[u8]) -> bool {
-        self.connection_names > 0
-            && self
-                .values("connection")
-                .flat_map(wire::tokens)
-                .any(|token| token.eq_ignore_ascii_case(name))
+        self.connection.names(&self.head, name)
     }
 }
 
@@ -267,10 +259,7 @@ pub fn write_upstream_head(request: &Request, hop: &Hop<'_>, out: &mut Vec<u8>) 
         if name.eq_ignore_ascii_case(b"host") {
             host = Some(value);
         }
-        out.extend_from_slice(name);
-        out.extend_from_slice(b": ");
-        out.extend_from_slice(value);
-        out.extend_from_slice(b"\r\n");
+        wire::field(out, name, value);
     }
     if let Some(host) = host {
         wire::field(out, headers::X_FORWARDED_HOST.as_str(), host);
@@ -401,6 +390,22 @@ mod tests {
             "GET /p?q HTTP/1.1\r\nHost: controller:8888\r\nUser-Agent: telegraf\r\n\
              Accept: a\r\nAccept: b\r\nx-forwarded-host: controller:8888\r\n\
              x-forwarded-for: 10.0.0.1, 10.0.0.2, 192.0.2.7\r\nx-forwarded-proto: http\r\n\r\n"
+        );
+    }
+
+    #[test]
+    fn close_names_a_field_too_and_keep_alive_costs_nothing() {
+        let request = taken("GET / HTTP/1.1\r\nHost: c\r\nConnection: Close\r\nClose: x\r\n\r\n");
+        assert!(request.close);
+        let head = upstream(
+            "GET / HTTP/1.1\r\nHost: c\r\nConnection: Close\r\nClose: x\r\nX-A: 1\r\n\r\n",
+            &PLAIN,
+        );
+        assert!(!head.contains("Close: x"), "{head}");
+        assert!(head.contains("\r\nX-A: 1\r\n"), "{head}");
+        // Eight names and `keep-alive` are still taken here.
+        taken(
+            "GET / HTTP/1.1\r\nHost: c\r\nConnection: keep-alive, a, b, c, d, e, f, g, h\r\n\r\n",
         );
     }
 
