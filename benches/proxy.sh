@@ -11,7 +11,8 @@
 # Each system is measured at 64 connections (throughput, p50, p99) and at 1 connection (added
 # latency), ROUNDS times, the systems alternating within each round so that machine drift hits them
 # alike; the first table shows the median round, the second each comparison made within each round
-# (throughput and p99 against nginx's, added latency), median and range. It also counts the CPU
+# (throughput and p99 against nginx's, added latency), median, range and a 95% interval of the
+# median (how far it could move in another run of as many rounds). It also counts the CPU
 # time each system's serving processes spent per request, on a shared machine whose speed drifts
 # the steadiest comparison: for each proxy at 1 connection, its user and system time (its own
 # work, and the kernel's for it) within each round and their differences from nginx's; at 64
@@ -245,6 +246,7 @@ done
 if [[ -n ${RESULTS:-} ]]; then cp "$results" "$RESULTS"; fi
 
 python3 - "$results" "$CONNECTIONS" "$ROUNDS" "$DURATION" "$TOKENS" "${BODY:-16}" "${systems[@]}" <<'EOF'
+import random
 import sys
 path, conns, rounds, duration, tokens, body, *systems = sys.argv[1:]
 rows = {}
@@ -277,9 +279,21 @@ print("the upstream's for direct, the proxy's alone for the others.")
 print()
 # The same comparisons within each round, where the systems ran minutes apart rather than across
 # the whole run: their spread says how far one run's figure can be trusted.
+def middle(values):
+    return sorted(values)[len(values) // 2]
 def spread(values, fmt):
     values = sorted(values)
-    return f"{fmt(values[len(values) // 2])} ({fmt(values[0])} to {fmt(values[-1])})"
+    return f"{fmt(middle(values))} ({fmt(values[0])} to {fmt(values[-1])})"
+# How far the median of the rounds could move if the run were repeated: a 95% bootstrap interval
+# (the rounds resampled with replacement, 2,000 times, with a fixed seed so that the same results
+# give the same interval). A target is shown met only when the whole interval meets it; an interval
+# that straddles the target says the run cannot tell.
+resample = random.Random(1)
+def interval(values, fmt):
+    medians = sorted(middle(resample.choices(values, k=len(values))) for _ in range(2000))
+    return f"{fmt(medians[50])} to {fmt(medians[1949])}"
+def spread_and_interval(values, fmt):
+    return f"{spread(values, fmt)}, 95%: {interval(values, fmt)}"
 def per_round(f):
     return [f(r) for r in range(1, int(rounds) + 1)]
 def rps(r, s):
@@ -290,22 +304,22 @@ def p99(r, s):
     return by_round[(r, s, "many")][2]
 ratio = lambda v: f"{v:.2f}"
 micros = lambda v: f"{v:+.0f} µs"
-print(f"Within each round: median (lowest to highest) of {rounds} rounds")
+print(f"Within each round: median (lowest to highest) of {rounds} rounds, 95% interval of the median")
 print()
 print(f"| system | × nginx at {conns} conns | × direct | p99 ÷ nginx's at {conns} conns | added p50 at 1 conn | added p50 − nginx's |")
 print("|---|---|---|---|---|---|")
 for s in systems:
     if s in ("direct", "nginx"):
         continue
-    print(f"| {s} | {spread(per_round(lambda r: rps(r, s) / rps(r, 'nginx')), ratio)} "
-          f"| {spread(per_round(lambda r: rps(r, s) / rps(r, 'direct')), ratio)} "
-          f"| {spread(per_round(lambda r: p99(r, s) / p99(r, 'nginx')), ratio)} "
+    print(f"| {s} | {spread_and_interval(per_round(lambda r: rps(r, s) / rps(r, 'nginx')), ratio)} "
+          f"| {spread_and_interval(per_round(lambda r: rps(r, s) / rps(r, 'direct')), ratio)} "
+          f"| {spread_and_interval(per_round(lambda r: p99(r, s) / p99(r, 'nginx')), ratio)} "
           f"| {spread(per_round(lambda r: added(r, s)), micros)} "
-          f"| {spread(per_round(lambda r: added(r, s) - added(r, 'nginx')), micros)} |")
+          f"| {spread_and_interval(per_round(lambda r: added(r, s) - added(r, 'nginx')), micros)} |")
 print()
 print("token route / public route, within each round: "
-      + spread(per_round(lambda r: rps(r, "tollgate-token") / rps(r, "tollgate-public")),
-               lambda v: f"{v:.3f}"))
+      + spread_and_interval(per_round(lambda r: rps(r, "tollgate-token") / rps(r, "tollgate-public")),
+                            lambda v: f"{v:.3f}"))
 print()
 # At one connection a request's latency is the sum of what each process does for it, so the
 # added latency's share that is the proxy's own work shows here: its user time (parsing, checking,
