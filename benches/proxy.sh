@@ -9,7 +9,8 @@
 #                   401 otherwise, upstream keep-alive, worker_processes auto) → upstream
 #
 # Each system is measured at 64 connections (throughput, p50, p99) and at 1 connection (added
-# latency), ROUNDS times, the systems alternating within each round so that machine drift hits them
+# latency), then at 1 connection again with wrk, the upstream and the serving processes all held
+# on one core (see below), ROUNDS times, the systems alternating within each round so that machine drift hits them
 # alike; the first table shows the median round, the second each comparison made within each round
 # (throughput and p99 against nginx's, added latency), median, range and a 95% interval of the
 # median (how far it could move in another run of as many rounds). It also counts the CPU
@@ -39,7 +40,7 @@ CONNECTIONS=${CONNECTIONS:-64}
 
 # shellcheck source=benches/common.sh
 source benches/common.sh
-require_tools wrk:wrk nginx:nginx curl:curl pgrep:procps python3:python3
+require_tools wrk:wrk nginx:nginx curl:curl pgrep:procps python3:python3 taskset:util-linux
 
 prepare_run
 bin=target/release/tollgate
@@ -182,11 +183,13 @@ to_us() {
     else print n
   }'
 }
-# SYSTEM THREADS CONNECTIONS DURATION → "rps p50 p99 user system upstream wrk sleeps": the
+# SYSTEM THREADS CONNECTIONS DURATION [CPUS] → "rps p50 p99 user system upstream wrk sleeps": the
 # latencies in µs, then the CPU time per request in µs of the serving processes (user, system), of
-# the upstream and of wrk, then how many times per request the serving processes waited.
+# the upstream and of wrk, then how many times per request the serving processes waited. With
+# CPUS, wrk runs on those cores only.
 run_wrk() {
   local out before after up_before up_after wrk_cpu slept TIMEFORMAT='%3U %3S'
+  local cores=${5:-$all_cores}
   # shellcheck disable=SC2086 # the list of pids splits on purpose
   before=$(cpu_ticks ${serving[$1]})
   # shellcheck disable=SC2086
@@ -194,7 +197,7 @@ run_wrk() {
   up_before=$(cpu_ticks "$upstream_pid")
   # wrk's own CPU time too: on two shared cores, what the load generator spends is not the
   # system's to spend, and it bounds what any proxy can reach against the direct path.
-  { time wrk -t"$2" -c"$3" -d"$4" --latency -H "Authorization: Bearer $token" "${url[$1]}" \
+  { time taskset -c "$cores" wrk -t"$2" -c"$3" -d"$4" --latency -H "Authorization: Bearer $token" "${url[$1]}" \
     >"$work/wrk.out"; } 2>"$work/wrk.time"
   out=$(<"$work/wrk.out")
   # The last line: anything wrk itself says on stderr comes before `time`'s.
@@ -225,6 +228,22 @@ run_wrk() {
     }'
 }
 
+# At one connection a request passes from wrk to the proxy to the upstream and back, each waking
+# the next. On two cores the kernel places the three processes as it sees fit, and on a VM a
+# wake-up across cores costs tens of microseconds (the direct path's p50 is about 20 µs with wrk
+# and the upstream on one core and about 85 µs across two), so which placement a proxy happens to
+# get can outweigh everything it does itself, and differs from round to round and proxy to proxy.
+# Held on one core, no wake-up crosses a core, and the added latency is the proxy's own: its
+# work and its two extra context switches. Every thread of the processes is moved (`taskset -a`),
+# and moved back to the cores this script may use afterwards.
+all_cores=$(taskset -c -p $$ | awk '{print $NF}')
+hold() { # CPUS PIDS... → every thread of those processes on CPUS
+  local cpus=$1 pid
+  shift
+  for pid in "$@"; do taskset -a -c -p "$cpus" "$pid" >/dev/null; done
+}
+one_core=$(cut -d, -f1 <<<"${all_cores%%-*}")
+
 results=$work/results
 : >"$results"
 echo "==> warming up" >&2
@@ -241,6 +260,13 @@ for round in $(seq 1 "$ROUNDS"); do
     echo "==> round $round/$ROUNDS: $s, 1 connection" >&2
     measured=$(run_wrk "$s" 1 1 "$DURATION")
     echo "$round $s one $measured" >>"$results"
+    echo "==> round $round/$ROUNDS: $s, 1 connection, on one core" >&2
+    # shellcheck disable=SC2086 # the list of pids splits on purpose
+    hold "$one_core" "$upstream_pid" ${serving[$s]}
+    measured=$(run_wrk "$s" 1 1 "$DURATION" "$one_core")
+    # shellcheck disable=SC2086
+    hold "$all_cores" "$upstream_pid" ${serving[$s]}
+    echo "$round $s core $measured" >>"$results"
   done
 done
 if [[ -n ${RESULTS:-} ]]; then cp "$results" "$RESULTS"; fi
@@ -261,17 +287,21 @@ def median(system, mode):
     return runs[len(runs) // 2]
 many = {s: median(s, "many") for s in systems}
 one = {s: median(s, "one") for s in systems}
+core = {s: median(s, "core") for s in systems}
 print(f"{rounds} rounds of {duration}; median round; {tokens} tokens; a {body}-byte body; "
-      f"wrk -t2 -c{conns} and -t1 -c1")
+      f"wrk -t2 -c{conns} and -t1 -c1; one core: wrk, the upstream and the proxy held on one core")
 print()
-print(f"| system | req/s at {conns} conns | p50 | p99 | × direct | × nginx | CPU per request | req/s at 1 conn | p50 at 1 conn | added p50 |")
-print("|---|---|---|---|---|---|---|---|---|---|")
+print(f"| system | req/s at {conns} conns | p50 | p99 | × direct | × nginx | CPU per request | req/s at 1 conn | p50 at 1 conn | added p50 | p50 at 1 conn, one core | added p50, one core |")
+print("|---|---|---|---|---|---|---|---|---|---|---|---|")
 for s in systems:
     rps, p50, p99, user, system, *_ = many[s]
     rps1, p501, *_ = one[s]
     added = p501 - one["direct"][1]
+    p50_core = core[s][1]
+    added_core = p50_core - core["direct"][1]
     print(f"| {s} | {rps:,.0f} | {p50:.0f} µs | {p99:.0f} µs | {rps / many['direct'][0]:.2f} "
-          f"| {rps / many['nginx'][0]:.2f} | {user + system:.1f} µs | {rps1:,.0f} | {p501:.0f} µs | {added:+.0f} µs |")
+          f"| {rps / many['nginx'][0]:.2f} | {user + system:.1f} µs | {rps1:,.0f} | {p501:.0f} µs | {added:+.0f} µs "
+          f"| {p50_core:.0f} µs | {added_core:+.0f} µs |")
 print()
 print(f"token route / public route: {many['tollgate-token'][0] / many['tollgate-public'][0]:.3f}")
 print("CPU per request: user and system time of the serving processes at 64 connections, per request:")
@@ -298,16 +328,16 @@ def per_round(f):
     return [f(r) for r in range(1, int(rounds) + 1)]
 def rps(r, s):
     return by_round[(r, s, "many")][0]
-def added(r, s):
-    return by_round[(r, s, "one")][1] - by_round[(r, "direct", "one")][1]
+def added(r, s, mode="one"):
+    return by_round[(r, s, mode)][1] - by_round[(r, "direct", mode)][1]
 def p99(r, s):
     return by_round[(r, s, "many")][2]
 ratio = lambda v: f"{v:.2f}"
 micros = lambda v: f"{v:+.0f} µs"
 print(f"Within each round: median (lowest to highest) of {rounds} rounds, 95% interval of the median")
 print()
-print(f"| system | × nginx at {conns} conns | × direct | p99 ÷ nginx's at {conns} conns | added p50 at 1 conn | added p50 − nginx's |")
-print("|---|---|---|---|---|---|")
+print(f"| system | × nginx at {conns} conns | × direct | p99 ÷ nginx's at {conns} conns | added p50 at 1 conn | added p50 − nginx's | added p50, one core | added p50 − nginx's, one core |")
+print("|---|---|---|---|---|---|---|---|")
 for s in systems:
     if s in ("direct", "nginx"):
         continue
@@ -315,7 +345,9 @@ for s in systems:
           f"| {spread_and_interval(per_round(lambda r: rps(r, s) / rps(r, 'direct')), ratio)} "
           f"| {spread_and_interval(per_round(lambda r: p99(r, s) / p99(r, 'nginx')), ratio)} "
           f"| {spread(per_round(lambda r: added(r, s)), micros)} "
-          f"| {spread_and_interval(per_round(lambda r: added(r, s) - added(r, 'nginx')), micros)} |")
+          f"| {spread_and_interval(per_round(lambda r: added(r, s) - added(r, 'nginx')), micros)} "
+          f"| {spread(per_round(lambda r: added(r, s, 'core')), micros)} "
+          f"| {spread_and_interval(per_round(lambda r: added(r, s, 'core') - added(r, 'nginx', 'core')), micros)} |")
 print()
 print("token route / public route, within each round: "
       + spread_and_interval(per_round(lambda r: rps(r, "tollgate-token") / rps(r, "tollgate-public")),
