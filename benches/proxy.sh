@@ -234,13 +234,20 @@ run_wrk() {
 # and the upstream on one core and about 85 µs across two), so which placement a proxy happens to
 # get can outweigh everything it does itself, and differs from round to round and proxy to proxy.
 # Held on one core, no wake-up crosses a core, and the added latency is the proxy's own: its
-# work and its two extra context switches. Every thread of the processes is moved (`taskset -a`),
+# work and its two extra context switches. Every thread of the processes is moved (`taskset`),
 # and moved back to the cores this script may use afterwards.
 all_cores=$(taskset -c -p $$ | awk '{print $NF}')
 hold() { # CPUS PIDS... → every thread of those processes on CPUS
-  local cpus=$1 pid
+  local cpus=$1 pid task
   shift
-  for pid in "$@"; do taskset -a -c -p "$cpus" "$pid" >/dev/null; done
+  for pid in "$@"; do
+    for task in /proc/"$pid"/task/*; do
+      # A thread may end between the listing and the move (an idle blocking-pool thread does):
+      # only a thread that is still there and cannot be moved stops the run.
+      taskset -c -p "$cpus" "${task##*/}" >/dev/null 2>&1 || [[ ! -e $task ]] ||
+        { echo "proxy.sh: cannot move thread ${task##*/} of process $pid to cores $cpus" >&2; exit 1; }
+    done
+  done
 }
 one_core=$(cut -d, -f1 <<<"${all_cores%%-*}")
 
