@@ -10,10 +10,10 @@
 #
 # Each system is measured at 64 connections (throughput, p50, p99) and at 1 connection (added
 # latency), then at 1 connection again with wrk, the upstream and the serving processes all held
-# on one core (see below), ROUNDS times, the systems alternating within each round so that machine drift hits them
-# alike; the first table shows the median round, the second each comparison made within each round
-# (throughput and p99 against nginx's, added latency), median, range and a 95% interval of the
-# median (how far it could move in another run of as many rounds). It also counts the CPU
+# on one core (see below), ROUNDS times, the systems alternating within each round so that machine
+# drift hits them alike; the first table shows the median round, the second each comparison made
+# within each round (throughput and p99 against nginx's, added latency): median, range, and a 95%
+# interval that says how sure that median is. It also counts the CPU
 # time each system's serving processes spent per request, on a shared machine whose speed drifts
 # the steadiest comparison: for each proxy at 1 connection, its user and system time (its own
 # work, and the kernel's for it) within each round and their differences from nginx's; at 64
