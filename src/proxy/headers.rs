@@ -111,9 +111,10 @@ fn remove_where(headers: &mut HeaderMap, doomed: impl Fn(&[u8]) -> bool) {
             headers
                 .get_all(header::CONNECTION)
                 .iter()
-                .filter_map(|v| v.to_str().ok())
-                .flat_map(|v| v.split(','))
-                .filter_map(|name| HeaderName::from_bytes(name.trim().as_bytes()).ok()),
+                // Read as bytes, as tollgate's own side reads it (`wire::ConnectionOptions`): a
+                // value with obs-text in it still names the fields it lists.
+                .flat_map(|v| v.as_bytes().split(|&b| b == b','))
+                .filter_map(|name| HeaderName::from_bytes(name.trim_ascii()).ok()),
         );
     }
     for name in found {
@@ -285,6 +286,21 @@ mod tests {
         left.sort_unstable();
         assert_eq!(left, ["accept", "authorization", "host"]);
         assert_eq!(h.get_all(header::ACCEPT).iter().count(), 2);
+    }
+
+    #[test]
+    fn connection_names_fields_even_with_obs_text_in_its_value() {
+        // As tollgate's own side reads it: the value's bytes, not only a visible-ASCII value.
+        let mut h = HeaderMap::new();
+        h.insert(
+            header::CONNECTION,
+            HeaderValue::from_bytes(b"x-a, \x80").unwrap(),
+        );
+        h.insert("x-a", HeaderValue::from_static("1"));
+        h.insert("x-b", HeaderValue::from_static("2"));
+        scrub_request(&mut h, true);
+        let left: Vec<&str> = h.keys().map(|n| n.as_str()).collect();
+        assert_eq!(left, ["x-b"]);
     }
 
     #[test]

@@ -294,9 +294,9 @@ pub fn take_response_head(
         spans.push(FieldSpan::of(start, field));
     }
     // HTTP/1.1 keeps the connection unless told `close`; HTTP/1.0 closes it unless told
-    // `keep-alive`.
+    // `keep-alive`, and `close` wins over `keep-alive` (RFC 9112 §9.3).
     let mut keep_alive = if http10 {
-        connection.keep_alive
+        connection.keep_alive && !connection.close
     } else {
         !connection.close
     };
@@ -376,8 +376,9 @@ impl FieldSpan {
 
 /// What a head's `Connection` fields say (RFC 9110 §7.6.1): `close`, `keep-alive`, and the names
 /// of the other fields that are hop-by-hop for this head, each kept as where it lies in the head.
-/// `keep-alive` is not kept as a name (that field is hop-by-hop anyway), so the common
-/// `Connection: keep-alive` costs nothing per field; `close` is.
+/// Neither `close` nor `keep-alive` is kept as a name, so the common `Connection: keep-alive` and
+/// `Connection: close` allocate nothing: a field called `Keep-Alive` is hop-by-hop anyway, and
+/// one called `Close` is named by the flag.
 #[derive(Default)]
 pub struct ConnectionOptions {
     pub close: bool,
@@ -394,7 +395,10 @@ impl ConnectionOptions {
                 self.keep_alive = true;
                 continue;
             }
-            self.close |= token.eq_ignore_ascii_case(b"close");
+            if token.eq_ignore_ascii_case(b"close") {
+                self.close = true;
+                continue;
+            }
             if self.names.len() == max {
                 return false;
             }
@@ -406,9 +410,11 @@ impl ConnectionOptions {
 
     /// Whether the field `name` (in any case) is one these name; `head` is the head read.
     pub fn names(&self, head: &[u8], name: &[u8]) -> bool {
-        self.names
-            .iter()
-            .any(|&(from, to)| head[from as usize..to as usize].eq_ignore_ascii_case(name))
+        (self.close && name.eq_ignore_ascii_case(b"close"))
+            || self
+                .names
+                .iter()
+                .any(|&(from, to)| head[from as usize..to as usize].eq_ignore_ascii_case(name))
     }
 }
 
@@ -538,6 +544,17 @@ mod tests {
             Method::GET,
         );
         assert!(old_kept.keep_alive);
+        // `close` wins over `keep-alive` in HTTP/1.0 too, in one field or in two.
+        for fields in [
+            "Connection: keep-alive, close\r\n",
+            "Connection: Keep-Alive\r\nConnection: close\r\n",
+        ] {
+            let old_closed = head(
+                &format!("HTTP/1.0 200 OK\r\n{fields}content-length: 0\r\n\r\n"),
+                Method::GET,
+            );
+            assert!(!old_closed.keep_alive, "{fields}");
+        }
     }
 
     #[test]

@@ -37,9 +37,7 @@ pub struct Request {
     /// The body's length: 0 without a `Content-Length`.
     pub content_length: usize,
     has_length: bool,
-    /// The client asked for the connection to close after this request.
-    pub close: bool,
-    /// The other fields `Connection` names, which are then not forwarded.
+    /// What `Connection` says: `close`, and the fields it names, which are then not forwarded.
     connection: ConnectionOptions,
     /// How many `Authorization` fields it has.
     pub authorizations: usize,
@@ -139,7 +137,6 @@ pub fn parse(buf: &mut BytesMut) -> Parsed {
         fields: spans,
         content_length,
         has_length: lengths == 1,
-        close: connection.close,
         connection,
         authorizations,
         has_cookie,
@@ -209,6 +206,11 @@ impl Request {
             || name.eq_ignore_ascii_case(b"x-forwarded-for")
             || (writes_authorization && name.eq_ignore_ascii_case(b"authorization"))
             || self.named_by_connection(name))
+    }
+
+    /// The client asked for the connection to close after this request.
+    pub fn close(&self) -> bool {
+        self.connection.close
     }
 
     fn named_by_connection(&self, name: &[u8]) -> bool {
@@ -324,14 +326,14 @@ mod tests {
             request.values("authorization").collect::<Vec<_>>(),
             [b"Bearer t"]
         );
-        assert!(!request.close);
+        assert!(!request.close());
         assert_eq!(&buf[..], b"GET /next");
 
         let post = taken(
             "POST /hb HTTP/1.1\r\nhost: c\r\ncontent-length: 12\r\nConnection: close\r\n\r\n",
         );
         assert_eq!(post.content_length, 12);
-        assert!(post.close);
+        assert!(post.close());
         assert_eq!(post.framing(), RequestFraming::Length(12));
     }
 
@@ -396,7 +398,7 @@ mod tests {
     #[test]
     fn close_names_a_field_too_and_keep_alive_costs_nothing() {
         let request = taken("GET / HTTP/1.1\r\nHost: c\r\nConnection: Close\r\nClose: x\r\n\r\n");
-        assert!(request.close);
+        assert!(request.close());
         let head = upstream(
             "GET / HTTP/1.1\r\nHost: c\r\nConnection: Close\r\nClose: x\r\nX-A: 1\r\n\r\n",
             &PLAIN,

@@ -12,7 +12,7 @@ use http_body::Body;
 use tokio::io::{AsyncWrite, AsyncWriteExt};
 
 use super::super::{Answer, headers};
-use crate::upstream::{UpstreamBody, wire};
+use crate::upstream::{UpstreamBody, UpstreamResponse, wire};
 
 /// Body data gathered before a write, at most.
 const GATHER: usize = 16 * 1024;
@@ -34,11 +34,23 @@ where
     UpstreamBody<B>: Body<Data = Bytes> + Unpin,
 {
     match answer {
-        Answer::Upstream(response) => {
-            let framing = Framing::of(method, response.status, &response.body);
-            let fields = headers::forwarded_response(&response.fields);
-            write_head(out, response.status, fields, framing, close);
-            write_body(io, out, response.body, framing).await
+        Answer::Upstream(UpstreamResponse {
+            status,
+            fields,
+            body,
+        }) => {
+            let framing = Framing::of(method, status, &body);
+            write_head(
+                out,
+                status,
+                headers::forwarded_response(&fields),
+                framing,
+                close,
+            );
+            // The head's bytes share the upstream connection's read buffer: let go of them
+            // before the body is read, so that the buffer can take the body's bytes in place.
+            drop(fields);
+            write_body(io, out, body, framing).await
         }
         Answer::Own(response) => write_response(io, out, response, method, close).await,
     }
