@@ -6,7 +6,7 @@
 #   tollgate public wrk → tollgate (a public route: everything but the check) → upstream
 #   tollgate logged the token route with the access log on (written to a file)
 #   nginx           wrk → nginx (a map over $http_authorization holding the same 10,000 header values,
-#                   401 otherwise, upstream keep-alive, worker_processes auto) → upstream
+#                   401 otherwise, upstream keep-alive, worker_processes auto, in the foreground) → upstream
 #
 # Each system is measured at 64 connections (throughput, p50, p99) and at 1 connection (added
 # latency), then at 1 connection again with wrk, the upstream and the serving processes all held
@@ -122,17 +122,17 @@ http {
   }
 }
 EOF
+# nginx's own check first: a warning about its configuration (the map's hash) stops the run.
+if nginx -t -c "$work/nginx/nginx.conf" -p "$work/nginx" -e "$work/nginx/error.log" 2>&1 | grep -F '[warn]' >&2; then
+  echo "proxy.sh: nginx warned about its configuration" >&2
+  exit 1
+fi
 # In the foreground, started like the other servers: a daemon would leave this script's session
 # (setsid), and with the kernel's autogroups a session of its own is a scheduling group of its
 # own, weighed against the group of wrk, the upstream and tollgate rather than thread by thread.
 # That alone moved nginx's figures: in a group of its own it served 26,000 to 27,000 requests/s
 # at 64 connections where in the shared one it served 37,000, and on one core it was preempted
 # rather than waiting for the upstream's answer. Every system is measured in the same group.
-# nginx's own check first: a warning about its configuration (the map's hash) stops the run.
-if nginx -t -c "$work/nginx/nginx.conf" -p "$work/nginx" -e "$work/nginx/error.log" 2>&1 | grep -F '[warn]' >&2; then
-  echo "proxy.sh: nginx warned about its configuration" >&2
-  exit 1
-fi
 nginx -c "$work/nginx/nginx.conf" -p "$work/nginx" -e "$work/nginx/error.log" &
 pids+=("$!")
 wait_http "http://127.0.0.1:$nginx_port/"
