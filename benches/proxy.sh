@@ -6,7 +6,8 @@
 #   tollgate public wrk → tollgate (a public route: everything but the check) → upstream
 #   tollgate logged the token route with the access log on (written to a file)
 #   nginx           wrk → nginx (a map over $http_authorization holding the same 10,000 header values,
-#                   401 otherwise, upstream keep-alive, worker_processes auto, in the foreground) → upstream
+#                   401 otherwise, upstream keep-alive, worker_processes auto, in the foreground)
+#                   → upstream
 #
 # Each system is measured at 64 connections (throughput, p50, p99) and at 1 connection (added
 # latency), then at 1 connection again with wrk, the upstream and the serving processes all held
@@ -122,8 +123,11 @@ http {
   }
 }
 EOF
-# nginx's own check first: a warning about its configuration (the map's hash) stops the run.
-if nginx -t -c "$work/nginx/nginx.conf" -p "$work/nginx" -e "$work/nginx/error.log" 2>&1 | grep -F '[warn]' >&2; then
+# nginx's own check first: a configuration it refuses, or one it only warns about (the map's
+# hash), stops the run with nginx's words.
+nginx_check=$(nginx -t -c "$work/nginx/nginx.conf" -p "$work/nginx" -e "$work/nginx/error.log" 2>&1) ||
+  { echo "$nginx_check" >&2; echo "proxy.sh: nginx refused its configuration" >&2; exit 1; }
+if grep -F '[warn]' <<<"$nginx_check" >&2; then
   echo "proxy.sh: nginx warned about its configuration" >&2
   exit 1
 fi
@@ -245,9 +249,10 @@ run_wrk() {
 
 # At one connection a request passes from wrk to the proxy to the upstream and back, each waking
 # the next. On two cores the kernel places the three processes as it sees fit, and on a VM a
-# wake-up across cores costs tens of microseconds (the direct path's p50 is about 20 µs with wrk
-# and the upstream on one core and about 85 µs across two), so which placement a proxy happens to
-# get can outweigh everything it does itself, and differs from round to round and proxy to proxy.
+# wake-up across cores can cost tens of microseconds (the direct path's p50 with wrk and the
+# upstream on one core and across two: about 20 and 85 µs on one VM of this class, 25 and 30–37 µs
+# on another), so which placement a proxy happens to get can outweigh everything it does itself,
+# and differs from round to round and proxy to proxy.
 # Held on one core, no wake-up crosses a core, and the added latency is the proxy's own: its
 # work and its two extra context switches. Every thread of the processes is moved (`taskset`),
 # and moved back to the cores this script may use afterwards.

@@ -3,9 +3,9 @@
 //! Why not hyper's server for these: a request's head is parsed where it lies and written
 //! upstream from the bytes received, with no header map built, scrubbed and encoded again (the
 //! upstream's answer is written on from its own bytes too); the connection has one deadline for
-//! its request heads and bodies, moved on per request rather than registered anew; and the answer's head and
-//! body go out in one write. That is the work a request costs beyond the check, paid on every
-//! request an agent makes.
+//! its request heads and bodies, moved on per request rather than registered anew; and the
+//! answer's head and body go out in one write. That is the work a request costs beyond the
+//! check, paid on every request an agent makes.
 //!
 //! The requests taken here are the common ones (`request` says which). At the first request
 //! that is not, the connection goes to hyper's server (`Builders::serve`) with the bytes read
@@ -236,7 +236,10 @@ async fn exchange<I: AsyncRead + AsyncWrite + Unpin>(
     let handled = match verdict {
         Ok((identity, outcome)) => {
             let Some(body) = conn.read_body(request.content_length, deadline).await else {
-                tracing::debug!(listener = %state.name, "a request body did not all come: time ran out, or the connection ended");
+                tracing::debug!(
+                    listener = %state.name,
+                    "a request body did not all come: time ran out, or the connection ended"
+                );
                 return false;
             };
             let hop = hop(state, &settings, &client.remote, identity.as_ref());
