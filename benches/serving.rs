@@ -409,8 +409,8 @@ fn commit_latency(runtime: &tokio::runtime::Handle, upstream: SocketAddr) {
         "what a single revoke's commit wrote, on average: {:.1} write calls, {:.0} bytes; the commit's shape replayed below: {} write calls, {} bytes, and two flushes",
         per_commit.calls,
         per_commit.bytes,
-        COMMIT_WRITES.len() + HEADER_WRITES,
-        COMMIT_WRITES.iter().sum::<usize>() + HEADER_WRITES * HEADER
+        COMMIT_WRITE_CALLS + HEADER_WRITES,
+        COMMIT_BYTES + HEADER_WRITES * HEADER
     );
     println!(
         "the same writes on a plain file beside the store, without redb ({REVOKES} each, cores idle then busy as above, at {favour}):"
@@ -513,28 +513,20 @@ struct PerCommit {
 /// changed pages at their new places (twelve pages of 4 KiB and one run of 128 KiB, scattered
 /// over the file), a flush, the header, a flush; with the header written three times in all.
 /// The commit part prints the write calls and bytes it counted per commit beside this shape's, so
-/// a redb that writes otherwise shows.
-const COMMIT_WRITES: [usize; 13] = [
-    PAGE,
-    PAGE,
-    PAGE,
-    PAGE,
-    PAGE,
-    PAGE,
-    PAGE,
-    PAGE,
-    PAGE,
-    PAGE,
-    PAGE,
-    PAGE,
-    32 * PAGE,
-];
+/// a redb that writes otherwise shows. These are the sizes of the writes of data, in order.
+fn commit_writes() -> impl Iterator<Item = usize> {
+    std::iter::repeat_n(PAGE, COMMIT_PAGES).chain([COMMIT_RUN])
+}
+const COMMIT_PAGES: usize = 12;
+const COMMIT_RUN: usize = 32 * PAGE;
+const COMMIT_WRITE_CALLS: usize = COMMIT_PAGES + 1;
+const COMMIT_BYTES: usize = COMMIT_PAGES * PAGE + COMMIT_RUN;
+/// How many times a commit writes redb's header, at the start of the file, and its bytes.
 const HEADER_WRITES: usize = 3;
-/// The bytes of redb's header that a commit rewrites, at the start of the file.
 const HEADER: usize = 320;
 
 /// A plain file of the store's size in the store's directory, written in three shapes: a
-/// commit's (`COMMIT_WRITES` at scattered places, then the header and two flushes as redb does);
+/// commit's (`commit_writes` at scattered places, then the header and two flushes as redb does);
 /// the same bytes in one write call at one place, with the same flushes; and one page with one
 /// flush, the least a durable change can write.
 struct DiskShapes {
@@ -579,23 +571,22 @@ impl DiskShapes {
                 pages: written / PAGE as u64,
                 random,
             },
-            bytes: vec![0xA5; COMMIT_WRITES.iter().sum()],
+            bytes: vec![0xA5; COMMIT_BYTES],
         }
     }
 
     /// Each shape `count` times, taking turns, so that a slow spell of the disk hits them alike.
     fn measure(&mut self, count: usize) -> Vec<(String, Spread)> {
-        let commit_bytes: usize = COMMIT_WRITES.iter().sum();
         let shapes = [
             (
                 format!(
-                    "a commit's: {} write calls at scattered places ({commit_bytes} bytes), the header, two flushes",
-                    COMMIT_WRITES.len()
+                    "a commit's: {} write calls at scattered places ({COMMIT_BYTES} bytes), the header, two flushes",
+                    COMMIT_WRITE_CALLS
                 ),
                 Shape::Commit,
             ),
             (
-                format!("the same {commit_bytes} bytes in one write call, the header, two flushes"),
+                format!("the same {COMMIT_BYTES} bytes in one write call, the header, two flushes"),
                 Shape::Adjacent,
             ),
             (
@@ -624,7 +615,7 @@ impl DiskShapes {
         match shape {
             Shape::Commit => {
                 self.file.write_all_at(&bytes[..HEADER], 0).expect("header");
-                for size in COMMIT_WRITES {
+                for size in commit_writes() {
                     let at = self.places.next(size);
                     self.file.write_all_at(&bytes[..size], at).expect("write");
                 }
