@@ -50,6 +50,9 @@ pub enum Outcome {
     RouteDenied,
     /// Refused: a path servers may read differently.
     BadPath,
+    /// The client's body broke off or broke its framing (a malformed chunk, more or fewer bytes
+    /// than its length) while it was being forwarded: the client's failure, not the upstream's.
+    BadBody,
     UpstreamUnavailable,
     UpstreamTimeout,
 }
@@ -64,12 +67,13 @@ impl Outcome {
             Outcome::Permission => "permission",
             Outcome::RouteDenied => "denied",
             Outcome::BadPath => "bad_path",
+            Outcome::BadBody => "bad_body",
             Outcome::UpstreamUnavailable => "upstream_unavailable",
             Outcome::UpstreamTimeout => "upstream_timeout",
         }
     }
 
-    const ALL: [Outcome; 14] = [
+    const ALL: [Outcome; 15] = [
         Outcome::Forwarded,
         Outcome::Public,
         Outcome::Session,
@@ -84,6 +88,7 @@ impl Outcome {
         Outcome::BadPath,
         Outcome::UpstreamUnavailable,
         Outcome::UpstreamTimeout,
+        Outcome::BadBody,
     ];
 
     /// The handle's slot: the position in `ALL` (a unit test keeps the two in step).
@@ -103,6 +108,7 @@ impl Outcome {
             Outcome::BadPath => 11,
             Outcome::UpstreamUnavailable => 12,
             Outcome::UpstreamTimeout => 13,
+            Outcome::BadBody => 14,
         }
     }
 }

@@ -32,7 +32,7 @@ const RESOURCES: [&str; 13] = [
 ];
 
 /// Every outcome label of `tollgate_requests_total`.
-const OUTCOMES: [&str; 14] = [
+const OUTCOMES: [&str; 15] = [
     "forwarded",
     "public",
     "session",
@@ -45,6 +45,7 @@ const OUTCOMES: [&str; 14] = [
     "permission",
     "denied",
     "bad_path",
+    "bad_body",
     "upstream_unavailable",
     "upstream_timeout",
 ];
@@ -1166,6 +1167,10 @@ async fn case_encoding_and_trailing_slashes_do_not_dodge_a_permission() {
         "/api/users/",
         "/api/users?role=admin",
         "/api/users/?x=/health",
+        // Path parameters, which Tomcat, Jetty and Spring drop before routing.
+        "/api;x/users",
+        "/API;jsessionid=1/users",
+        "/api/users;v=2",
     ] {
         expect(&ctl, &tg, "ui", Method::GET, path, None, &Want::Missing).await;
         expect(
@@ -3007,6 +3012,7 @@ async fn method_overrides_are_dropped_where_the_method_chose_the_permission() {
                 ("x-http-method-override", "DELETE"),
                 ("x-http-method", "DELETE"),
                 ("x-method-override", "DELETE"),
+                ("X_HTTP_Method_Override", "DELETE"),
             ],
             "{}",
         )
@@ -3024,6 +3030,7 @@ async fn method_overrides_are_dropped_where_the_method_chose_the_permission() {
         "x-http-method-override",
         "x-http-method",
         "x-method-override",
+        "x_http_method_override",
     ] {
         assert!(!got.has(name), "{name} reached the Controller");
     }

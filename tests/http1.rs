@@ -267,6 +267,51 @@ async fn a_body_framed_two_ways_never_carries_a_second_request_upstream() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn a_body_that_breaks_its_framing_is_the_clients_failure_not_the_upstreams() {
+    let (_up, tg, tok) = setup().await;
+    let auth = tok.bearer();
+    let bodies = [
+        "5\nhello\n0\n\n",
+        "5\r\nhelloX\r\n0\r\n\r\n",
+        "zz\r\nhello\r\n0\r\n\r\n",
+    ];
+    for body in bodies {
+        let request = format!(
+            "POST /upload HTTP/1.1\r\nHost: controller\r\nAuthorization: {auth}\r\n\
+             Transfer-Encoding: chunked\r\nConnection: close\r\n\r\n{body}"
+        );
+        let (status, answer) = raw_exchange(tg.proxy_addr("api"), request.as_bytes()).await;
+        assert_eq!(status, 400, "{body:?}: {answer}");
+        assert!(
+            answer.contains("Invalid request body"),
+            "{body:?}: {answer}"
+        );
+    }
+    // Counted as the client's failure: an alert on the upstream's failures stays quiet.
+    let metrics = HttpClient::http1()
+        .get(&format!("{}/metrics", tg.admin_url()), &[])
+        .await
+        .text();
+    let count = |outcome: &str| {
+        let sample = format!(r#"tollgate_requests_total{{listener="api",outcome="{outcome}"}} "#);
+        metrics
+            .lines()
+            .find_map(|line| line.strip_prefix(&sample))
+            .unwrap_or_else(|| panic!("no {outcome} sample in\n{metrics}"))
+            .to_owned()
+    };
+    assert_eq!(count("bad_body"), bodies.len().to_string());
+    assert_eq!(count("upstream_unavailable"), "0");
+    assert!(
+        !tg.logs()
+            .iter()
+            .chain(tg.stderr().iter())
+            .any(|line| line.contains("upstream request failed")),
+        "a client's broken body was logged as the upstream's failure"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn a_client_that_asks_to_close_gets_its_answer_then_the_close() {
     let (_up, tg, tok) = setup().await;
     let mut wire = Wire::connect(&tg).await;

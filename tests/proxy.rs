@@ -215,6 +215,11 @@ async fn hop_by_hop_and_spoofed_identity_headers_never_reach_the_upstream() {
                 ("x-tollgate-token-name", "spoofed-name"),
                 ("X-Tollgate-Token-Id", "spoofed-id-2"),
                 ("x-tollgate-anything", "spoofed-other"),
+                // The same names as CGI-style servers hear them (`_` for `-`).
+                ("X_Tollgate_Token_Id", "spoofed-underscore-id"),
+                ("x_tollgate_token_name", "spoofed-underscore-name"),
+                ("X_Forwarded_For", "spoofed-address"),
+                ("X_Forwarded_Proto", "spoofed-scheme"),
                 ("x-custom-end", "kept"),
             ],
             "",

@@ -49,11 +49,21 @@ const METHOD_OVERRIDES: &[&str] = &[
 /// `X-Tollgate-*`: only tollgate speaks under that name upstream.
 const OWN_PREFIX: &[u8] = b"x-tollgate-";
 
-/// Whether `name`, in any case, is one of `names`.
+/// Whether `name`, in any case, is one of `names` (written in lower case). An `_` in `name`
+/// stands for a `-`: servers behind CGI-style interfaces (CGI, WSGI, PHP, Rack) hear
+/// `X_Tollgate_Token_Id` and `X-Tollgate-Token-Id` as the same variable, so a field tollgate
+/// drops by name must go under either spelling.
 fn is_among(name: &[u8], names: &[&str]) -> bool {
-    names
-        .iter()
-        .any(|known| name.eq_ignore_ascii_case(known.as_bytes()))
+    names.iter().any(|known| spelled_as(name, known.as_bytes()))
+}
+
+/// `name` is `known` (lower case), in any case, with `_` for any `-`.
+fn spelled_as(name: &[u8], known: &[u8]) -> bool {
+    name.len() == known.len()
+        && name
+            .iter()
+            .zip(known)
+            .all(|(&n, &k)| n.to_ascii_lowercase() == k || (n == b'_' && k == b'-'))
 }
 
 fn is_hop_by_hop(name: &[u8]) -> bool {
@@ -62,7 +72,13 @@ fn is_hop_by_hop(name: &[u8]) -> bool {
 
 fn is_own(name: &[u8]) -> bool {
     name.get(..OWN_PREFIX.len())
-        .is_some_and(|prefix| prefix.eq_ignore_ascii_case(OWN_PREFIX))
+        .is_some_and(|prefix| spelled_as(prefix, OWN_PREFIX))
+}
+
+/// `X-Forwarded-For` spelled with an `_`: tollgate appends the client's address to the field
+/// itself, but a CGI-style server would hear this twin as the same variable, without it.
+fn is_forwarded_for_twin(name: &[u8]) -> bool {
+    name.contains(&b'_') && spelled_as(name, b"x-forwarded-for")
 }
 
 /// Removes from a request what must not reach the upstream: hop-by-hop headers, tollgate's own
@@ -80,6 +96,7 @@ pub fn request_field_dropped(name: &[u8], token_checked: bool) -> bool {
     is_hop_by_hop(name)
         || is_own(name)
         || is_among(name, CLIENT_FORWARDING)
+        || is_forwarded_for_twin(name)
         || (token_checked && is_among(name, METHOD_OVERRIDES))
 }
 
@@ -183,6 +200,33 @@ mod tests {
                 )
             })
             .collect()
+    }
+
+    #[test]
+    fn fields_dropped_by_name_go_when_spelled_with_underscores_too() {
+        for name in [
+            "X_Tollgate_Token_Id",
+            "x_tollgate-token-name",
+            "X_FORWARDED_PROTO",
+            "x_forwarded_host",
+            "X_Real_IP",
+            "X_Forwarded_For",
+            "Proxy_Connection",
+            "keep_alive",
+        ] {
+            assert!(request_field_dropped(name.as_bytes(), false), "{name}");
+        }
+        assert!(request_field_dropped(b"X_HTTP_Method_Override", true));
+        assert!(!request_field_dropped(b"X_HTTP_Method_Override", false));
+        // The field itself is appended to, not dropped; other names with `_` pass.
+        for name in [
+            "x-forwarded-for",
+            "X_Request_Id",
+            "accept_language",
+            "x_forwarded",
+        ] {
+            assert!(!request_field_dropped(name.as_bytes(), true), "{name}");
+        }
     }
 
     #[test]

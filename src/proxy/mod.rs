@@ -925,6 +925,15 @@ fn answer<B>(
 ) -> (Answer<B>, Outcome) {
     match sent {
         Ok(Ok(response)) => (Answer::Upstream(response), delivered),
+        Ok(Err(e @ UpstreamError::Body(_))) => {
+            // The client's doing, not the upstream's: no warning for whoever watches the upstream.
+            tracing::debug!(
+                listener = %state.name,
+                error = %crate::ErrorChain(&e),
+                "a request body failed while it was forwarded"
+            );
+            (Answer::Own(respond::bad_body()), Outcome::BadBody)
+        }
         Ok(Err(e)) => {
             tracing::warn!(
                 listener = %state.name,

@@ -59,6 +59,11 @@ pub fn bad_path() -> Own {
     error(StatusCode::BAD_REQUEST, "Invalid request path")
 }
 
+/// A 400 for a request whose body broke off or broke its framing while it was forwarded.
+pub fn bad_body() -> Own {
+    error(StatusCode::BAD_REQUEST, "Invalid request body")
+}
+
 pub fn upstream_unavailable() -> Own {
     error(StatusCode::BAD_GATEWAY, "Upstream unavailable")
 }

@@ -125,6 +125,13 @@ impl Pattern {
                             "{text:?}: write segments plainly, without '%', '\\', '?' or '#'"
                         ));
                     }
+                    // Requests are matched without their segments' parameters (`normalize`),
+                    // so a pattern with one would never match.
+                    p if p.contains(';') => {
+                        return Err(format!(
+                            "{text:?}: paths are matched without their ';' parameters; leave them out"
+                        ));
+                    }
                     p => Segment::Literal(p.to_ascii_lowercase().into_bytes().into()),
                 };
                 segments.push(segment);
@@ -280,6 +287,9 @@ fn normalize(path: &str) -> Result<Cow<'_, [u8]>, BadPath> {
     } else {
         Cow::Borrowed(raw)
     };
+    if path.contains(&b';') {
+        path = Cow::Owned(without_parameters(&path));
+    }
     if path.len() > 1 && path.ends_with(b"/") {
         match &mut path {
             Cow::Borrowed(p) => *p = &p[..p.len() - 1],
@@ -289,18 +299,28 @@ fn normalize(path: &str) -> Result<Cow<'_, [u8]>, BadPath> {
         }
     }
     for segment in segments_of(&path) {
-        // Servers that take `;` as the start of path parameters (Tomcat, Jetty) read `..;` as
-        // `..`: judge the part before it.
-        let before_parameters = segment.split(|&b| b == b';').next().unwrap_or(segment);
-        if segment.is_empty()
-            || before_parameters == b"."
-            || before_parameters == b".."
-            || segment.contains(&b'\\')
-        {
+        if segment.is_empty() || segment == b"." || segment == b".." || segment.contains(&b'\\') {
             return Err(BadPath);
         }
     }
     Ok(path)
+}
+
+/// The path with each segment cut at its first `;`. Servers that take `;` as the start of a
+/// segment's parameters (Tomcat, Jetty, Spring) read `/api;x/users` as `/api/users` and `..;` as
+/// `..`: judged with its parameters, such a path would fall to another route than the one the
+/// upstream serves it by. Where a server reads `;` as part of the name, the request is judged by
+/// the route of the path without it, which asks for a token wherever that path does.
+fn without_parameters(path: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(path.len());
+    for segment in segments_of(path) {
+        out.push(b'/');
+        out.extend(segment.iter().take_while(|&&b| b != b';'));
+    }
+    if out.is_empty() {
+        out.push(b'/');
+    }
+    out
 }
 
 fn decode_lowercase(raw: &[u8]) -> Result<Vec<u8>, BadPath> {
@@ -542,6 +562,33 @@ mod tests {
         assert_eq!(access(&t, Method::GET, "/a%20b"), Ok(Access::Public));
         assert_eq!(access(&t, Method::GET, "/100%25"), Ok(Access::Public));
         assert_eq!(access(&t, Method::GET, "/a;v=1/b"), Ok(Access::Public));
+        // A segment that is nothing but parameters is an empty one.
+        assert_eq!(access(&t, Method::GET, "/api/;x/users"), Err(BadPath));
+    }
+
+    #[test]
+    fn parameters_do_not_move_a_request_to_another_route() {
+        let t = table(
+            &[
+                ("/api/users/**", None, Access::Token),
+                ("/**", None, Access::Public),
+            ],
+            Access::Deny,
+        );
+        for path in [
+            "/api/users",
+            "/api;x/users",
+            "/API;jsessionid=1/users",
+            "/api/users;x",
+            "/api/users;",
+            "/api%3bx/users",
+            "/api;a;b/users/7;v=2/",
+            "/api/users/;",
+        ] {
+            assert_eq!(access(&t, Method::GET, path), Ok(Access::Token), "{path}");
+        }
+        assert_eq!(access(&t, Method::GET, "/;x"), Ok(Access::Public));
+        assert!(Pattern::parse("/api;x/**").is_err());
     }
 
     #[test]
