@@ -215,6 +215,77 @@ async fn bad_input_is_400_naming_the_field_and_changes_nothing() {
     assert_eq!(resp.status, StatusCode::BAD_REQUEST, "{}", resp.text());
     assert!(!resp.error().is_empty());
 
+    // An object followed by more, or a body that is not an object: each would otherwise be
+    // carried out as far as it fits.
+    let id = &existing.id;
+    for (path, body) in [
+        (
+            "/api/v1/tokens",
+            r#"{"name": "trailing"} garbage"#.to_owned(),
+        ),
+        (
+            "/api/v1/tokens",
+            r#"{"name": "first"}{"name": "second"}"#.to_owned(),
+        ),
+        ("/api/v1/tokens", r#"["by-position"]"#.to_owned()),
+        (
+            "/api/v1/tokens/revoke",
+            format!(r#"{{"ids": ["{id}"]}} {{"ids": []}}"#),
+        ),
+        (
+            "/api/v1/tokens/revoke",
+            format!(r#"[["{id}"], "an array"]"#),
+        ),
+        ("/api/v1/tokens/delete", format!(r#"{{"ids": ["{id}"]}},"#)),
+        (
+            &format!("/api/v1/tokens/{id}/revoke"),
+            r#"{} {}"#.to_owned(),
+        ),
+        (
+            "/api/v1/tokens/import",
+            r#"{"tokens": []} not json"#.to_owned(),
+        ),
+    ] {
+        let resp = tg.admin_raw(Method::POST, path, &body).await;
+        assert_eq!(
+            resp.status,
+            StatusCode::BAD_REQUEST,
+            "{path} {body}: {}",
+            resp.text()
+        );
+        assert!(
+            resp.error().contains("JSON body"),
+            "{path} {body}: {}",
+            resp.error()
+        );
+    }
+
+    // A revoke's reason that holds a token: it would be stored and kept in the audit trail.
+    let reason = format!("pasted in a chat: {}", random_secret());
+    for (path, body) in [
+        (
+            format!("/api/v1/tokens/{id}/revoke"),
+            json!({"reason": reason}),
+        ),
+        (
+            "/api/v1/tokens/revoke".to_owned(),
+            json!({"ids": [id], "reason": reason}),
+        ),
+    ] {
+        let resp = tg.admin(Method::POST, &path, Some(body)).await;
+        assert_eq!(
+            resp.status,
+            StatusCode::BAD_REQUEST,
+            "{path}: {}",
+            resp.text()
+        );
+        let msg = resp.error();
+        assert!(
+            msg.contains("reason") && !msg.contains(&reason[18..]),
+            "{path}: {msg:?}"
+        );
+    }
+
     // Bulk calls with an unknown field.
     for path in ["/api/v1/tokens/revoke", "/api/v1/tokens/delete"] {
         let body = json!({"idz": [existing.id]});

@@ -104,17 +104,28 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonBody<T> {
         } else {
             &bytes
         };
+        // Every body is an object: serde would also take an array for a struct, its fields by
+        // position, and a call must not act on a body that merely fits.
+        if text.trim_ascii_start().first() != Some(&b'{') {
+            return Err(ApiError::BadRequest(
+                "invalid JSON body: expected an object".into(),
+            ));
+        }
         let mut deserializer = serde_json::Deserializer::from_slice(text);
-        serde_path_to_error::deserialize(&mut deserializer)
-            .map(JsonBody)
-            .map_err(|e| {
-                let path = e.path().to_string();
-                if path == "." {
-                    ApiError::BadRequest(format!("invalid JSON body: {}", e.inner()))
-                } else {
-                    ApiError::BadRequest(format!("{path}: {}", e.inner()))
-                }
-            })
+        let body = serde_path_to_error::deserialize(&mut deserializer).map_err(|e| {
+            let path = e.path().to_string();
+            if path == "." {
+                ApiError::BadRequest(format!("invalid JSON body: {}", e.inner()))
+            } else {
+                ApiError::BadRequest(format!("{path}: {}", e.inner()))
+            }
+        })?;
+        // What follows the object must be nothing but whitespace: `{…} garbage` or a second
+        // object is a body gone wrong, not a call to carry out.
+        deserializer
+            .end()
+            .map_err(|e| ApiError::BadRequest(format!("invalid JSON body: {e}")))?;
+        Ok(JsonBody(body))
     }
 }
 
@@ -543,6 +554,13 @@ fn validate_reason(reason: Option<String>) -> Result<Option<String>, ApiError> {
     if reason.chars().any(char::is_control) {
         return Err(ApiError::BadRequest(
             "reason: must not contain control characters".into(),
+        ));
+    }
+    // A token is revoked because it leaked, and the reason may be pasted from where: it is
+    // stored, shown and kept in the audit trail, so a secret in it would outlive its token.
+    if crate::token::contains_token_prefix(&reason) {
+        return Err(ApiError::BadRequest(
+            "reason: must not contain a token (tc-apiv1_…)".into(),
         ));
     }
     Ok(Some(reason))
