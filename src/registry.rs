@@ -298,8 +298,10 @@ impl Registry {
         match (&change.action, &change.record) {
             (EventAction::Deleted, _) => self.cache.mark_deleted(&change.digest, now),
             (_, Some(record)) => self.cache.upsert(record),
-            // Deleted since: its `deleted` change comes later in the log.
-            (_, None) => {}
+            // Deleted since. Its `deleted` change comes later in the log, perhaps in the next
+            // batch, after this one is counted as applied (and perhaps announced as such to a
+            // revoker waiting for its peers): the token stops passing now, not then.
+            (_, None) => self.cache.mark_deleted(&change.digest, now),
         }
     }
 
@@ -420,17 +422,7 @@ mod tests {
         let reader = Registry::load(Store::open(&path).unwrap()).unwrap();
 
         let (record, secret) = writer.create(TokenSpec::agent("agent"), "test").unwrap();
-        let header = http::HeaderValue::from_str(&format!("Bearer {}", secret.expose())).unwrap();
-        let mut headers = http::HeaderMap::new();
-        headers.insert(http::header::AUTHORIZATION, header);
-        let allowed = |registry: &Registry| {
-            matches!(
-                registry
-                    .cache()
-                    .decide(headers.get_all(http::header::AUTHORIZATION), time::now()),
-                crate::cache::Verdict::Allow(_)
-            )
-        };
+        let allowed = |registry: &Registry| passes(registry, &secret);
         assert!(!allowed(&reader));
         assert_eq!(reader.follow().unwrap(), 1);
         assert!(allowed(&reader));
@@ -444,6 +436,45 @@ mod tests {
         assert_eq!(reader.follow().unwrap(), 0);
         // The writer's own changes were applied as it made them.
         assert_eq!(writer.follow().unwrap(), 0);
+    }
+
+    /// Whether `registry`'s cache lets `secret` through.
+    fn passes(registry: &Registry, secret: &crate::token::TokenSecret) -> bool {
+        let header = http::HeaderValue::from_str(&format!("Bearer {}", secret.expose())).unwrap();
+        let mut headers = http::HeaderMap::new();
+        headers.insert(http::header::AUTHORIZATION, header);
+        matches!(
+            registry
+                .cache()
+                .decide(headers.get_all(http::header::AUTHORIZATION), time::now()),
+            crate::cache::Verdict::Allow(_)
+        )
+    }
+
+    /// A follower reads changes in batches. A change whose token was deleted since carries no
+    /// record, and the `deleted` change may fall in the next batch: the token must stop
+    /// passing with the first, which may be announced as applied before the next is read.
+    #[test]
+    fn a_change_whose_token_is_gone_stops_it_without_waiting_for_the_deletion() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("tollgate.redb");
+        let writer = Registry::load(Store::open(&path).unwrap()).unwrap();
+        let reader = Registry::load(Store::open(&path).unwrap()).unwrap();
+        let (record, secret) = writer.create(TokenSpec::agent("agent"), "test").unwrap();
+        assert_eq!(reader.follow().unwrap(), 1);
+        assert!(passes(&reader, &secret));
+
+        writer.revoke(&[record.id], None, "test").unwrap();
+        writer.delete(&[record.id], "test").unwrap();
+        // The revoke alone, as a batch that ends before the deletion would hold it.
+        let changes = reader.store().changes_after(reader.applied(), 1).unwrap();
+        let [revoked] = &changes[..] else {
+            panic!("one change: {changes:?}");
+        };
+        assert!(matches!(revoked.action, EventAction::Revoked));
+        assert!(revoked.record.is_none());
+        reader.apply(revoked, time::now());
+        assert!(!passes(&reader, &secret));
     }
 
     #[test]
