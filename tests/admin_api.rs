@@ -286,6 +286,41 @@ async fn bad_input_is_400_naming_the_field_and_changes_nothing() {
         );
     }
 
+    // A secret pasted where it does not belong is refused without being sent back: as a value
+    // the checks quote, as a value serde quotes, or as a field's name.
+    let secret = random_secret();
+    let hex = &secret["tc-apiv1_".len()..];
+    for (path, body) in [
+        ("/api/v1/tokens", json!({"name": "x", "expires_at": secret})),
+        ("/api/v1/tokens", json!({"name": "x", "expires_in": secret})),
+        ("/api/v1/tokens", json!({"name": "x", "preset": secret})),
+        (
+            "/api/v1/tokens",
+            json!({"name": "x", "permissions": [secret]}),
+        ),
+        (
+            "/api/v1/tokens",
+            json!({"name": "x", "permissions": secret}),
+        ),
+        (
+            "/api/v1/tokens/revoke",
+            json!({"ids": [id], secret.clone(): 1}),
+        ),
+    ] {
+        let resp = tg.admin(Method::POST, path, Some(body.clone())).await;
+        assert_eq!(
+            resp.status,
+            StatusCode::BAD_REQUEST,
+            "{path} {body}: {}",
+            resp.text()
+        );
+        assert!(
+            !resp.text().contains(hex),
+            "{path}: the secret came back: {}",
+            resp.text()
+        );
+    }
+
     // Bulk calls with an unknown field.
     for path in ["/api/v1/tokens/revoke", "/api/v1/tokens/delete"] {
         let body = json!({"idz": [existing.id]});

@@ -77,6 +77,7 @@ impl IntoResponse for ApiError {
                 "the server is shutting down".to_owned(),
             ),
         };
+        let message = without_secrets(&message);
         let mut response = (status, Json(json!({ "error": message }))).into_response();
         if let Some(detail) = detail {
             response.extensions_mut().insert(detail);
@@ -88,5 +89,69 @@ impl IntoResponse for ApiError {
             );
         }
         response
+    }
+}
+
+/// What stands for a token in a message.
+const TOKEN_CUT: &str = "tc-apiv1_…";
+
+/// `message` with every run that looks like a token (`tc-apiv1_` and the letters and digits
+/// after it, in any case) cut to `tc-apiv1_…`. Refusals name what was wrong, and serde's and the
+/// checks' messages quote the value or field name given: a secret pasted into the wrong field
+/// must not be sent back, or printed by the command line that asked.
+fn without_secrets(message: &str) -> String {
+    let prefix = crate::token::TOKEN_PREFIX.as_bytes();
+    let bytes = message.as_bytes();
+    let mut out = String::with_capacity(message.len());
+    let (mut copied, mut at) = (0, 0);
+    while at + prefix.len() <= bytes.len() {
+        if !bytes[at..at + prefix.len()].eq_ignore_ascii_case(prefix) {
+            at += 1;
+            continue;
+        }
+        let start = at + prefix.len();
+        let end = start
+            + bytes[start..]
+                .iter()
+                .take_while(|b| b.is_ascii_alphanumeric())
+                .count();
+        if end > start {
+            // The prefix is ASCII, so `at` and `end` fall on character boundaries.
+            out.push_str(&message[copied..at]);
+            out.push_str(TOKEN_CUT);
+            copied = end;
+        }
+        at = end.max(at + 1);
+    }
+    out.push_str(&message[copied..]);
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::without_secrets;
+
+    #[test]
+    fn token_like_runs_are_cut_from_messages() {
+        let secret = format!("tc-apiv1_{}", "ab12".repeat(16));
+        assert_eq!(
+            without_secrets(&format!(
+                "expires_at: \"{secret}\" is not an RFC 3339 time in UTC"
+            )),
+            "expires_at: \"tc-apiv1_…\" is not an RFC 3339 time in UTC"
+        );
+        assert_eq!(
+            without_secrets(&format!("unknown field `{}`, and `TC-APIV1_Ff`", secret)),
+            "unknown field `tc-apiv1_…`, and `tc-apiv1_…`"
+        );
+        // The rule's own words, and text with no token, stay as they are.
+        for text in [
+            "name: must not contain a token (tc-apiv1_…)",
+            "tc-apiv1_",
+            "naïve tc-apiv1",
+            "",
+        ] {
+            assert_eq!(without_secrets(text), text);
+        }
     }
 }
