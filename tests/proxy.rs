@@ -220,6 +220,9 @@ async fn hop_by_hop_and_spoofed_identity_headers_never_reach_the_upstream() {
                 ("x_tollgate_token_name", "spoofed-underscore-name"),
                 ("X_Forwarded_For", "spoofed-address"),
                 ("X_Forwarded_Proto", "spoofed-scheme"),
+                // Paths some servers serve instead of the request's own.
+                ("X-Original-URL", "/spoofed/admin"),
+                ("x-rewrite-url", "/spoofed/admin"),
                 ("x-custom-end", "kept"),
             ],
             "",

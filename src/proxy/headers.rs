@@ -39,6 +39,11 @@ const CLIENT_FORWARDING: &[&str] = &[
     "x-real-ip",
 ];
 
+/// Headers some frameworks and servers read as "serve this other path" (Symfony, Zend, IIS's URL
+/// rewrite): the route, and the permission it needs, were chosen by the request's own path, and
+/// an upstream that honoured one would serve a token route on a public route's check.
+const PATH_OVERRIDES: &[&str] = &["x-original-url", "x-rewrite-url"];
+
 /// Headers some frameworks read as "treat this request as another method".
 const METHOD_OVERRIDES: &[&str] = &[
     "x-http-method-override",
@@ -82,7 +87,7 @@ fn is_forwarded_for_twin(name: &[u8]) -> bool {
 }
 
 /// Removes from a request what must not reach the upstream: hop-by-hop headers, tollgate's own
-/// names, the client's claims about this hop, and, when tollgate checked a token
+/// names, the client's claims about this hop, path overrides, and, when tollgate checked a token
 /// (`token_checked`), method overrides: the route and the permission it needs were chosen by
 /// the request's method, and an override would have the upstream do another one (a DELETE with
 /// only the permission to write).
@@ -96,6 +101,7 @@ pub fn request_field_dropped(name: &[u8], token_checked: bool) -> bool {
     is_hop_by_hop(name)
         || is_own(name)
         || is_among(name, CLIENT_FORWARDING)
+        || is_among(name, PATH_OVERRIDES)
         || is_forwarded_for_twin(name)
         || (token_checked && is_among(name, METHOD_OVERRIDES))
 }
@@ -217,6 +223,11 @@ mod tests {
             assert!(request_field_dropped(name.as_bytes(), false), "{name}");
         }
         assert!(request_field_dropped(b"X_HTTP_Method_Override", true));
+        // Path overrides go whether or not a token was checked: on a public route they would
+        // reach a token route's path.
+        for name in ["X-Original-URL", "x-rewrite-url", "X_Original_URL"] {
+            assert!(request_field_dropped(name.as_bytes(), false), "{name}");
+        }
         assert!(!request_field_dropped(b"X_HTTP_Method_Override", false));
         // The field itself is appended to, not dropped; other names with `_` pass.
         for name in [
