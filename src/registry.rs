@@ -416,10 +416,7 @@ mod tests {
     /// when it follows, and not before.
     #[test]
     fn following_applies_what_another_writer_committed() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("tollgate.redb");
-        let writer = Registry::load(Store::open(&path).unwrap()).unwrap();
-        let reader = Registry::load(Store::open(&path).unwrap()).unwrap();
+        let (_dir, writer, reader) = two_processes();
 
         let (record, secret) = writer.create(TokenSpec::agent("agent"), "test").unwrap();
         let allowed = |registry: &Registry| passes(registry, &secret);
@@ -436,6 +433,15 @@ mod tests {
         assert_eq!(reader.follow().unwrap(), 0);
         // The writer's own changes were applied as it made them.
         assert_eq!(writer.follow().unwrap(), 0);
+    }
+
+    /// Two registries on one store file in a temporary directory (kept while it is held).
+    fn two_processes() -> (tempfile::TempDir, Registry, Registry) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("tollgate.redb");
+        let writer = Registry::load(Store::open(&path).unwrap()).unwrap();
+        let reader = Registry::load(Store::open(&path).unwrap()).unwrap();
+        (dir, writer, reader)
     }
 
     /// Whether `registry`'s cache lets `secret` through.
@@ -456,10 +462,7 @@ mod tests {
     /// passing with the first, which may be announced as applied before the next is read.
     #[test]
     fn a_change_whose_token_is_gone_stops_it_without_waiting_for_the_deletion() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("tollgate.redb");
-        let writer = Registry::load(Store::open(&path).unwrap()).unwrap();
-        let reader = Registry::load(Store::open(&path).unwrap()).unwrap();
+        let (_dir, writer, reader) = two_processes();
         let (record, secret) = writer.create(TokenSpec::agent("agent"), "test").unwrap();
         assert_eq!(reader.follow().unwrap(), 1);
         assert!(passes(&reader, &secret));

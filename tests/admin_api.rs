@@ -159,6 +159,17 @@ async fn name_clash_is_409_and_changes_nothing() {
     assert_eq!(tg.list_ids("").await, vec![first.id]);
 }
 
+/// Asserts a 400 for `what`, and gives its error message.
+fn refused(resp: &Resp, what: &str) -> String {
+    assert_eq!(
+        resp.status,
+        StatusCode::BAD_REQUEST,
+        "{what}: {}",
+        resp.text()
+    );
+    resp.error()
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn bad_input_is_400_naming_the_field_and_changes_nothing() {
     let (_up, tg) = started();
@@ -247,17 +258,8 @@ async fn bad_input_is_400_naming_the_field_and_changes_nothing() {
         ),
     ] {
         let resp = tg.admin_raw(Method::POST, path, &body).await;
-        assert_eq!(
-            resp.status,
-            StatusCode::BAD_REQUEST,
-            "{path} {body}: {}",
-            resp.text()
-        );
-        assert!(
-            resp.error().contains("JSON body"),
-            "{path} {body}: {}",
-            resp.error()
-        );
+        let error = refused(&resp, &format!("{path} {body}"));
+        assert!(error.contains("JSON body"), "{path} {body}: {error}");
     }
 
     // A revoke's reason that holds a token: it would be stored and kept in the audit trail.
@@ -273,13 +275,7 @@ async fn bad_input_is_400_naming_the_field_and_changes_nothing() {
         ),
     ] {
         let resp = tg.admin(Method::POST, &path, Some(body)).await;
-        assert_eq!(
-            resp.status,
-            StatusCode::BAD_REQUEST,
-            "{path}: {}",
-            resp.text()
-        );
-        let msg = resp.error();
+        let msg = refused(&resp, &path);
         assert!(
             msg.contains("reason") && !msg.contains(&reason[18..]),
             "{path}: {msg:?}"
@@ -308,16 +304,10 @@ async fn bad_input_is_400_naming_the_field_and_changes_nothing() {
         ),
     ] {
         let resp = tg.admin(Method::POST, path, Some(body.clone())).await;
-        assert_eq!(
-            resp.status,
-            StatusCode::BAD_REQUEST,
-            "{path} {body}: {}",
-            resp.text()
-        );
+        let error = refused(&resp, &format!("{path} {body}"));
         assert!(
             !resp.text().contains(hex),
-            "{path}: the secret came back: {}",
-            resp.text()
+            "{path}: the secret came back: {error}"
         );
     }
 
