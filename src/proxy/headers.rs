@@ -83,7 +83,8 @@ fn is_own(name: &[u8]) -> bool {
 /// `X-Forwarded-For` spelled with an `_`: tollgate appends the client's address to the field
 /// itself, but a CGI-style server would hear this twin as the same variable, without it.
 fn is_forwarded_for_twin(name: &[u8]) -> bool {
-    name.contains(&b'_') && spelled_as(name, b"x-forwarded-for")
+    // The length is compared first, and most names differ there.
+    spelled_as(name, b"x-forwarded-for") && name.contains(&b'_')
 }
 
 /// Removes from a request what must not reach the upstream: hop-by-hop headers, tollgate's own
